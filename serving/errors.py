@@ -1,0 +1,102 @@
+"""One error base class, each subclass carrying its HTTP status; one JSON error shape.
+
+Every error leaves the server as `{"error": {"code", "message", "request_id", ...}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ApiError(Exception):
+    """Base of every error the API returns on purpose."""
+
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self, request_id: str | None) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message,
+                          "request_id": request_id, **self.extra}}
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "bad_request"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(ApiError):
+    """422: the request parsed but a field is invalid; `errors` names each field."""
+
+    status_code = 422
+    code = "invalid_input"
+
+    def __init__(self, errors: Sequence[tuple[str, str]]) -> None:
+        first_field, first_msg = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"{first_field}: {first_msg}{more}",
+            field=first_field,
+            details=[{"field": f, "message": m} for f, m in errors],
+        )
+
+
+class Unavailable(ApiError):
+    """503: not ready, overloaded, or a dependency is down (named in `dependency`)."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, dependency: str | None = None,
+                 retry_after: int = 1, **extra: Any) -> None:
+        if dependency is not None:
+            extra["dependency"] = dependency
+        super().__init__(message, **extra)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class DeadlineExceeded(ApiError):
+    status_code = 504
+    code = "deadline_exceeded"
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """Render a validation location as `instances[2][1]`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"

@@ -1,0 +1,56 @@
+"""Configuration of a model server, read from `MLSP_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Settings shared by every model server; patterns extend this class."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+
+    service: str = "model-server"
+    """Name of this service in logs and metrics."""
+    pattern: str = "web_single"
+    """Pattern id this process belongs to, in logs."""
+    model_dir: Path = Path("data/models/iris-svc")
+    """Folder holding `model.onnx` and `model.json`."""
+    host: str = "127.0.0.1"
+    """Address to bind; containers set 0.0.0.0."""
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port to listen on."""
+    max_batch: int = Field(256, ge=1, le=10_000)
+    """Most rows accepted in one prediction request."""
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    """Largest JSON body accepted (413 above)."""
+    max_image_bytes: int = Field(5 << 20, ge=1024)
+    """Largest image upload accepted (413 above)."""
+    max_image_side: int = Field(4096, ge=8)
+    """Largest image width or height accepted, in pixels (413 above)."""
+    ort_intra_op_threads: int = Field(1, ge=1)
+    """ONNX Runtime intra-op threads; its default uses every core and ignores CPU limits."""
+    ort_inter_op_threads: int = Field(1, ge=1)
+    """ONNX Runtime inter-op threads."""
+    inference_offload: bool = False
+    """Run inference in a worker thread; worth it only for slow models (digits-svc)."""
+    model_wait_seconds: float = Field(0.0, ge=0)
+    """How long to wait for a missing model file before exiting non-zero."""
+    drain_delay_seconds: float = Field(5.0, ge=0)
+    """After SIGTERM: seconds of still serving (with /readyz failing) before draining."""
+    graceful_timeout_seconds: float = Field(20.0, ge=0)
+    """After the delay: most seconds to wait for in-flight requests."""
+    access_log: bool = True
+    """Write one JSON log line per request."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+
+@lru_cache
+def get_settings() -> ServingSettings:
+    """The process-wide settings, read once on first use (never at import)."""
+    return ServingSettings()

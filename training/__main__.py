@@ -1,0 +1,69 @@
+"""`python -m training`: run the pipeline or one step, promote a version, list models.
+
+    python -m training run --all                 # every model: data..register (cached steps)
+    python -m training run --model iris-svc      # one model
+    python -m training export --model iris-svc   # up to a step, without registering
+    python -m training promote --model iris-svc [--version 3] [--alias production]
+    python -m training promote --all             # every model's candidate -> production
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from training.catalog import MODELS, get_spec
+from training.pipeline import run_model
+from training.register import PRODUCTION, promote
+from training.settings import get_settings
+
+STEPS = ["data", "train", "evaluate", "export", "register"]
+
+
+def _models(args: argparse.Namespace) -> list[str]:
+    if args.all:
+        return list(MODELS)
+    if not args.model:
+        raise SystemExit("name a model with --model NAME (repeatable) or use --all")
+    return [get_spec(m).name for m in args.model]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ["run", *STEPS, "promote"]:
+        p = sub.add_parser(name)
+        p.add_argument("--model", action="append", help="model name (repeatable)")
+        p.add_argument("--all", action="store_true", help="every model in the catalogue")
+        if name == "promote":
+            p.add_argument("--version", help="registry version (default: the candidate)")
+            p.add_argument("--alias", default=PRODUCTION)
+    sub.add_parser("list")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+
+    if args.command == "list":
+        for spec in MODELS.values():
+            print(f"{spec.name:24} {spec.dataset:7} {spec.task}")
+        return 0
+    names = _models(args)
+    if args.command == "promote":
+        if args.version and len(names) != 1:
+            raise SystemExit("--version needs exactly one --model")
+        for name in names:
+            version = promote(name, settings, args.version, args.alias)
+            print(f"{name}@{args.alias} -> version {version}")
+        return 0
+    until = "register" if args.command == "run" else args.command
+    for name in names:
+        version = run_model(get_spec(name), settings, until=until)
+        if version is not None:
+            print(f"{name}: registered version {version} (@candidate)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
