@@ -44,6 +44,10 @@ class ServingSettings(BaseSettings):
     """After SIGTERM: seconds of still serving (with /readyz failing) before draining."""
     graceful_timeout_seconds: float = Field(20.0, ge=0)
     """After the delay: most seconds to wait for in-flight requests."""
+    fast_path: bool = True
+    """Serve POST /predict from the raw-ASGI fast path (same handler, no framework routing)."""
+    otel: bool = False
+    """Enable FastAPI's native OpenTelemetry instrumentation."""
     access_log: bool = True
     """Write one JSON log line per request."""
     log_level: str = "INFO"

@@ -1,0 +1,286 @@
+"""The FastAPI app factory: the §0 API on top of the model contract, plus OIP v2.
+
+Routes: POST /predict, POST /predict/image (image models), GET /metadata, /livez, /readyz,
+/metrics, and the Open Inference Protocol v2 REST routes (serving/oip.py). Every error leaves as
+`{"error": {"code", "message", "request_id"}}`; bad input is a 4xx naming the field, never a 500.
+
+The hot path (/predict) is tuned: the body is validated from raw bytes by pydantic-core, the
+response is encoded by orjson, the middleware is raw ASGI, and a small model runs inline on the
+event loop (a thread hop costs more than a one-row inference; set MLSP_INFERENCE_OFFLOAD for
+slow models). OpenAPI still documents every schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving import metrics, preprocessing
+from serving.errors import (
+    ApiError,
+    BadRequest,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    field_path,
+)
+from serving.logs import AccessLog
+from serving.middleware import FastHandler, FastRoute, RequestContextMiddleware
+from serving.model import OnnxModel, Prediction
+from serving.schemas import (
+    PREDICT_ADAPTER,
+    ErrorResponse,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+)
+from serving.settings import ServingSettings
+from serving.state import ServiceState
+
+log = logging.getLogger("serving")
+
+JSON = "application/json"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503)
+}
+
+
+def json_response(content: Any, status_code: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status_code, headers=headers, media_type=JSON)
+
+
+def request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def invalid_from_pydantic(exc: ValidationError | RequestValidationError) -> ApiError:
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return BadRequest(f"body is not valid JSON: {errors[0]['msg']}", field="body")
+    pairs = []
+    for e in errors:
+        loc = [p for p in e["loc"] if p != "body"] if isinstance(exc, RequestValidationError) \
+            else list(e["loc"])
+        pairs.append((field_path(loc), str(e["msg"])))
+    return InvalidInput(pairs)
+
+
+def to_matrix(rows: list[list[float]], width: int, max_batch: int,
+              field: str = "instances") -> npt.NDArray[np.float32]:
+    """Check the batch size and row widths; cast to float32 (values too large become 422)."""
+    if len(rows) > max_batch:
+        raise InvalidInput([(field, f"at most {max_batch} rows per request, got {len(rows)}")])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise InvalidInput([(f"{field}[{i}]",
+                                 f"expected {width} features, got {len(row)}")])
+    with np.errstate(over="ignore"):
+        x = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(x).all():
+        r, c = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
+        raise InvalidInput([(f"{field}[{r}][{c}]", "value is outside the float32 range")])
+    return x
+
+
+async def infer(state: ServiceState, model: OnnxModel, x: npt.NDArray[np.float32]) -> Prediction:
+    started = time.perf_counter()
+    if state.settings.inference_offload:
+        out = await asyncio.to_thread(model.predict, x)
+    else:
+        out = model.predict(x)
+    metrics.INFERENCE_DURATION.labels(state.settings.service, model.card.name).observe(
+        time.perf_counter() - started)
+    return out
+
+
+def prediction_body(rid: str | None, model: OnnxModel, out: Prediction) -> dict[str, Any]:
+    card = model.card
+    labels = card.labels
+    if card.task == "outlier":
+        preds = [{"label": labels[c], "class_id": c, "score": s[0]}
+                 for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)]
+    else:
+        preds = [{"label": labels[c], "class_id": c, "probabilities": dict(zip(labels, s,
+                                                                               strict=True))}
+                 for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)]
+    return {"request_id": rid, "model": {"name": card.name, "version": card.version},
+            "predictions": preds}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return json_response(exc.body(request_id(request)), exc.status_code, exc.headers())
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return await on_api_error(request, invalid_from_pydantic(exc))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        mapped: ApiError
+        if exc.status_code == 404:
+            mapped = NotFound(f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            mapped = ApiError(str(exc.detail))
+            mapped.status_code, mapped.code = exc.status_code, "http_error"
+        return await on_api_error(request, mapped)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": request_id(request)})
+        return json_response(ApiError("internal error").body(request_id(request)), 500)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _install_health(app: FastAPI, state: ServiceState) -> None:
+    @app.get("/livez", tags=["health"], summary="The process is alive")
+    async def livez() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/readyz", tags=["health"], summary="Model loaded, self-tested, dependencies up",
+             responses={200: {"model": Readiness}, 503: {"model": Readiness}})
+    async def readyz() -> Response:
+        reasons = await state.reasons()
+        return json_response({"ready": not reasons, "reasons": reasons},
+                             503 if reasons else 200)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prom() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+
+def predict_handler(state: ServiceState) -> FastHandler:
+    """POST /predict: JSON rows -> predictions, as bytes."""
+    s = state.settings
+
+    async def handle(body: bytes, rid: str, log_extra: dict[str, Any]) -> bytes:
+        model = state.require_model()
+        try:
+            req = PREDICT_ADAPTER.validate_json(body)
+        except ValidationError as exc:
+            raise invalid_from_pydantic(exc) from None
+        x = to_matrix(req.instances, model.card.n_features, s.max_batch)
+        out = await infer(state, model, x)
+        log_extra["model_version"] = model.card.version
+        return orjson.dumps(prediction_body(rid, model, out), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    return handle
+
+
+def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandler) -> None:
+    s = state.settings
+    request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+
+    @app.post("/predict", tags=["predict"], summary="Predict from feature rows",
+              response_model=PredictResponse, responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  JSON: {"schema": request_schema}}}})
+    async def predict(request: Request) -> Response:
+        # Served by the fast path in RequestContextMiddleware unless MLSP_FAST_PATH=false;
+        # both call the same handler.
+        body = await read_body(request, s.max_body_bytes)
+        state_ = request.scope["state"]
+        payload = await handler(body, state_["request_id"], state_["log_extra"])
+        return Response(payload, media_type=JSON)
+
+    @app.post("/predict/image", tags=["predict"], summary="Predict a digit from a PNG/JPEG",
+              response_model=PredictResponse, responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "image/png": {"schema": {"type": "string", "format": "binary"}},
+                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def predict_image(request: Request) -> Response:
+        model = state.require_model()
+        if model.card.preprocess is None:
+            raise NotFound(f"{model.card.name} takes feature rows, not images: "
+                           "use POST /predict")
+        data = await read_body(request, s.max_image_bytes)
+        x = preprocessing.preprocess_image(data, max_bytes=s.max_image_bytes,
+                                           max_side=s.max_image_side)
+        out = await infer(state, model, x.reshape(1, -1))
+        body = prediction_body(request_id(request), model, out)
+        body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
+        return json_response(body)
+
+    @app.get("/metadata", tags=["model"], summary="The served model's card (without samples)")
+    async def metadata() -> Response:
+        card = state.require_model().card.model_dump(exclude={"golden", "reference"})
+        card["max_batch"] = s.max_batch
+        return json_response(card)
+
+
+def create_app(settings: ServingSettings, *, needs_model: bool = True,
+               extend: Callable[[FastAPI, ServiceState], None] | None = None) -> FastAPI:
+    """Build a service. `extend(app, state)` lets a pattern add routes and readiness checks."""
+    from serving.oip import install_oip
+
+    state = ServiceState(settings, needs_model=needs_model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(state.load_model()) if needs_model else None
+        yield
+        if task is not None:
+            task.cancel()
+
+    # FastAPI's native OpenTelemetry hook re-checks its providers on every request; metrics
+    # here are Prometheus (serving/metrics.py), so it stays off unless MLSP_OTEL is set.
+    otel = settings.otel
+    app = FastAPI(title=f"ml-system-patterns: {settings.pattern}", version="0.1.0",
+                  lifespan=lifespan, description=(__doc__ or "").split("\n\n")[1],
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
+    app.state.service = state
+    _install_error_handlers(app)
+    _install_health(app, state)
+    fast_routes: dict[tuple[str, str], FastRoute] = {}
+    if needs_model:
+        handler = predict_handler(state)
+        _install_model_routes(app, state, handler)
+        install_oip(app, state)
+        if settings.fast_path:
+            fast_routes[("POST", "/predict")] = FastRoute("/predict", handler,
+                                                          settings.max_body_bytes)
+    if extend is not None:
+        extend(app, state)
+    access_log = AccessLog(settings.service, settings.pattern) if settings.access_log else None
+    app.state.access_log = access_log
+    app.add_middleware(RequestContextMiddleware, service=settings.service,
+                       access_log=access_log, fast_routes=fast_routes)
+    return app

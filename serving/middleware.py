@@ -1,0 +1,142 @@
+"""Raw-ASGI middleware: request id, metrics, the access log, and the fast path.
+
+Written against ASGI directly rather than Starlette's BaseHTTPMiddleware, which wraps every
+response in a task and a memory stream. The fast path serves the hottest routes (POST /predict)
+straight from here: the same handler the FastAPI route calls, minus routing, dependency solving
+and exception middleware, which together cost more than the model itself on a small request.
+FastAPI still owns the OpenAPI document and every other route.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving import metrics
+from serving.errors import ApiError, PayloadTooLarge
+from serving.logs import AccessLog
+
+log = logging.getLogger("serving")
+
+_HEADER = b"x-request-id"
+_MAX_ID = 128
+_JSON = (b"content-type", b"application/json")
+
+FastHandler = Callable[[bytes, str, dict[str, Any]], Awaitable[bytes]]
+"""(body, request_id, log_extra) -> JSON response bytes; raises ApiError for 4xx/5xx."""
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    path: str
+    handler: FastHandler
+    body_limit: int
+
+
+def _valid_id(raw: bytes) -> bool:
+    return 0 < len(raw) <= _MAX_ID and all(33 <= b < 127 for b in raw)
+
+
+async def read_asgi_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}", field="body")
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", field="body")
+    return body
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, access_log: AccessLog | None,
+                 fast_routes: dict[tuple[str, str], FastRoute] | None = None) -> None:
+        self.app = app
+        self.service = service
+        self.access_log = access_log
+        self.fast_routes = fast_routes or {}
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _observe(self, path: str, status: int, elapsed: float) -> None:
+        key = (path, str(status))
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and a dict lookup; cache the pair
+            children = (metrics.REQUESTS.labels(self.service, path, key[1]),
+                        metrics.REQUEST_DURATION.labels(self.service, path))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = ""
+        declared: int | None = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if _valid_id(value):
+                    request_id = value.decode()
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value)
+        if not request_id:
+            request_id = str(uuid.uuid4())
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        log_extra: dict[str, Any] = {}
+        state["log_extra"] = log_extra
+        encoded_id = request_id.encode()
+
+        fast = self.fast_routes.get((scope["method"], scope["path"]))
+        if fast is not None:
+            path = fast.path
+            status, payload, headers = await self._fast(fast, receive, declared, request_id,
+                                                        log_extra)
+            await send({"type": "http.response.start", "status": status, "headers": [
+                _JSON, (b"content-length", str(len(payload)).encode()), (_HEADER, encoded_id),
+                *headers]})
+            await send({"type": "http.response.body", "body": payload})
+        else:
+            status = 500
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), (_HEADER, encoded_id)]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                path = getattr(scope.get("route"), "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        self._observe(path, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.emit(request_id=request_id, method=scope["method"], route=path,
+                                 status=status, latency_ms=round(elapsed * 1000, 3),
+                                 **log_extra)
+
+    async def _fast(self, route: FastRoute, receive: Receive, declared: int | None,
+                    request_id: str, log_extra: dict[str, Any]
+                    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        try:
+            body = await read_asgi_body(receive, route.body_limit, declared)
+            return 200, await route.handler(body, request_id, log_extra), []
+        except ApiError as exc:
+            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+            return exc.status_code, orjson.dumps(exc.body(request_id)), headers
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            return 500, orjson.dumps(ApiError("internal error").body(request_id)), []

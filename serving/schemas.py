@@ -1,0 +1,59 @@
+"""Request and response schemas of the §0 API, with their limits.
+
+Requests are validated from raw bytes by pydantic-core (`validate_json`): one pass, no
+intermediate dict, strict types (a string is never coerced to a number) and finite floats only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, TypeAdapter
+
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Row = Annotated[list[FiniteFloat], Field(min_length=1, max_length=4096)]
+
+
+class PredictRequest(BaseModel):
+    """Rows of feature values; each row has as many numbers as the model has features."""
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"instances": [[5.1, 3.5, 1.4, 0.2]]}]})
+
+    instances: Annotated[list[Row], Field(min_length=1)]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PredictionOut(BaseModel):
+    label: str
+    class_id: int
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: ModelRef
+    predictions: list[PredictionOut]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reasons: list[str]
+
+
+PREDICT_ADAPTER: TypeAdapter[PredictRequest] = TypeAdapter(PredictRequest)

@@ -1,0 +1,75 @@
+"""Run an app under uvicorn with the project's graceful shutdown.
+
+On SIGTERM (or Ctrl-C): /readyz fails at once so load balancers stop sending traffic, the server
+keeps serving for `drain_delay_seconds` (endpoints take a moment to update), then stops
+accepting, waits up to `graceful_timeout_seconds` for in-flight requests, and exits 0. A second
+signal exits at once. A fatal model error exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from serving.logs import AccessLog, configure_logging
+from serving.settings import ServingSettings
+from serving.state import ServiceState
+
+log = logging.getLogger("serving")
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_delay: float) -> None:
+        super().__init__(config)
+        self.state = state
+        self.drain_delay = drain_delay
+        self.drain_started: float | None = None
+        self.access_log: AccessLog | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded in _captured_signals: uvicorn would re-raise it and the exit code
+        # would be 143 instead of 0.
+        if self.drain_started is None:
+            self.drain_started = time.monotonic()
+            self.state.draining = True
+            log.info("draining", extra={"signal": sig, "delay_s": self.drain_delay})
+        else:
+            self.should_exit = True
+            self.force_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.access_log is not None:
+            self.access_log.flush()
+        if await super().on_tick(counter):
+            return True
+        started = self.drain_started
+        return started is not None and time.monotonic() - started >= self.drain_delay
+
+
+def serve(app: FastAPI, settings: ServingSettings) -> int:
+    """Serve until stopped; returns the process exit code."""
+    configure_logging(settings.service, settings.pattern, settings.log_level)
+    state: ServiceState = app.state.service
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_config=None, server_header=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds), timeout_keep_alive=5,
+    )
+    server = GracefulServer(config, state, settings.drain_delay_seconds)
+    server.access_log = getattr(app.state, "access_log", None)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    state.on_fatal = stop
+    server.run()
+    if server.access_log is not None:
+        server.access_log.flush()
+    if state.fatal:
+        return 1
+    log.info("stopped")
+    return 0
