@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
