@@ -1,0 +1,54 @@
+# ml-system-patterns: what a contributor runs. `make help` lists the targets.
+PATTERN ?= web_single
+PY := .venv/bin/python
+UV ?= uv
+SECONDS ?= 10
+USERS ?= 20
+HOST ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup models run test test-fast lint format bench loadtest clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## create .venv from the lock file (installs uv if missing)
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras
+
+models: ## train, export, register every model, then promote candidates to production
+	$(PY) -m training run --all
+	$(PY) -m training promote --all
+
+data/models/%/model.json:
+	$(MAKE) models
+
+run: ## run a pattern in the foreground: make run PATTERN=web_single (aliases work)
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m patterns.runner run $(PATTERN)
+
+test: ## every test (real processes, Redis, MLflow)
+	$(PY) -m pytest
+
+test-fast: ## unit tests only (no process-level tests)
+	$(PY) -m pytest -m "not slow"
+
+lint: ## ruff + mypy --strict on serving/ and training/
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: ## apply ruff's formatting and autofixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: ## web_single vs raw ASGI with wrk (2 cores: server on 0, wrk on 1)
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m bench.run --seconds $(SECONDS)
+
+loadtest: ## locust, headless: make loadtest PATTERN=web_single [HOST=http://...] [SECONDS=30]
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m bench.loadtest $(PATTERN) --seconds $(SECONDS) --users $(USERS) $(if $(HOST),--host $(HOST))
+
+clean: ## remove generated data (models, MLflow store, pipeline cache) and caches
+	rm -rf data bench-results .pytest_cache .mypy_cache .ruff_cache
