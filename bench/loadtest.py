@@ -21,16 +21,34 @@ ROOT = Path(__file__).resolve().parent.parent
 def locust(pattern_id: str, host: str, seconds: int, users: int) -> int:
     out = ROOT / "bench-results" / f"locust-{pattern_id}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "patterns" / pattern_id /
-                                                     "locustfile.py"),
-           "--headless", "--host", host, "-u", str(users), "-r", str(max(1, users // 5)),
-           "-t", f"{seconds}s", "--stop-timeout", "5", "--csv", str(out), "--only-summary"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "patterns" / pattern_id / "locustfile.py"),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(max(1, users // 5)),
+        "-t",
+        f"{seconds}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(out),
+        "--only-summary",
+    ]
     return subprocess.run(cmd, cwd=ROOT, timeout=seconds + 120).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("pattern")
     parser.add_argument("--host", help="target base URL (default: start the pattern locally)")
     parser.add_argument("--seconds", type=int, default=30)

@@ -37,10 +37,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/predict":
         x = np.asarray(orjson.loads(body)["instances"], dtype=np.float32)
         out = _model.predict(x)
-        preds = [{"label": _labels[c], "class_id": c, "probabilities": dict(zip(_labels, s))}
-                 for c, s in zip(out.class_ids.tolist(), out.scores)]
-        payload = orjson.dumps({"request_id": str(uuid.uuid4()), "model": _meta,
-                                "predictions": preds}, option=orjson.OPT_SERIALIZE_NUMPY)
+        preds = [
+            {
+                "label": _labels[c],
+                "class_id": c,
+                "probabilities": dict(zip(_labels, s, strict=True)),
+            }
+            for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)
+        ]
+        payload = orjson.dumps(
+            {"request_id": str(uuid.uuid4()), "model": _meta, "predictions": preds},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
         status = 200
     else:
         payload, status = b'{"ready":true}', 200
@@ -49,5 +57,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host=_settings.host, port=_settings.port, loop="uvloop", http="httptools",
-                access_log=False, lifespan="off", server_header=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host=_settings.host,
+        port=_settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        log_level="warning",
+    )

@@ -35,9 +35,16 @@ import httpx
 from patterns.declare import Pattern, Process
 
 ROOT = Path(__file__).resolve().parent.parent
-ALIASES = {"async": "asynchronous", "sync": "synchronous", "batch": "batch_inference",
-           "cache": "prediction_cache", "template": "inference_template",
-           "monitoring": "prediction_monitoring", "shadow": "shadow_ab", "ab": "online_ab"}
+ALIASES = {
+    "async": "asynchronous",
+    "sync": "synchronous",
+    "batch": "batch_inference",
+    "cache": "prediction_cache",
+    "template": "inference_template",
+    "monitoring": "prediction_monitoring",
+    "shadow": "shadow_ab",
+    "ab": "online_ab",
+}
 _TEMPLATE = re.compile(r"\{(\w+)(?::([\w.-]+))?\}")
 
 
@@ -56,8 +63,10 @@ def pattern_ids() -> list[str]:
 def load(name: str) -> Pattern:
     pid = resolve(name)
     if pid not in pattern_ids():
-        raise RunnerError(f"unknown pattern {name!r}; known: {', '.join(pattern_ids())} "
-                          f"(aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})")
+        raise RunnerError(
+            f"unknown pattern {name!r}; known: {', '.join(pattern_ids())} "
+            f"(aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})"
+        )
     pattern: Pattern = importlib.import_module(f"patterns.{pid}.pattern").PATTERN
     return pattern
 
@@ -77,8 +86,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _wait(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes] | None,
-          log: Path | None = None) -> None:
+def _wait(
+    check: object,
+    what: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(check) and check():
@@ -98,10 +112,17 @@ class Stack:
     workdir: Path
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def spawn(self, name: str, cmd: list[str], env: Mapping[str, str],
-              out: IO[bytes] | int | None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, env=dict(env), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    def spawn(
+        self, name: str, cmd: list[str], env: Mapping[str, str], out: IO[bytes] | int | None
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            cmd,
+            env=dict(env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
         return proc
 
@@ -120,6 +141,7 @@ class Stack:
 
 # --- dependencies -------------------------------------------------------------------------
 
+
 def ensure_redis(stack: Stack) -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     parts = urlsplit(url)
@@ -127,12 +149,29 @@ def ensure_redis(stack: Stack) -> str:
         return url
     server = shutil.which("redis-server")
     if server is None:
-        raise RunnerError(f"Redis is not reachable at {url} and redis-server is not installed: "
-                          "`apt-get install redis-server`, or set REDIS_URL")
+        raise RunnerError(
+            f"Redis is not reachable at {url} and redis-server is not installed: "
+            "`apt-get install redis-server`, or set REDIS_URL"
+        )
     port = free_port()
-    proc = stack.spawn("redis", [server, "--port", str(port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no",
-                                 "--dir", str(stack.workdir)], os.environ, subprocess.DEVNULL)
+    proc = stack.spawn(
+        "redis",
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(stack.workdir),
+        ],
+        os.environ,
+        subprocess.DEVNULL,
+    )
     _wait(lambda: port_open("127.0.0.1", port), "redis-server", 10, proc)
     return f"redis://127.0.0.1:{port}/0"
 
@@ -148,14 +187,30 @@ def ensure_postgres(stack: Stack) -> str:
         raise RunnerError(
             f"PostgreSQL is not reachable at {url}. Start one (`apt-get install postgresql && "
             "pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL"
-            + (" (the runner does not start PostgreSQL as root)" if initdb else ""))
+            + (" (the runner does not start PostgreSQL as root)" if initdb else "")
+        )
     pgdata, port = stack.workdir / "pgdata", free_port()
-    subprocess.run([initdb, "-D", str(pgdata), "-U", "postgres", "--auth=trust"], check=True,
-                   capture_output=True)
-    proc = stack.spawn("postgres", [str(Path(initdb).with_name("postgres")), "-D", str(pgdata),
-                                    "-p", str(port), "-k", str(stack.workdir),
-                                    "-c", "listen_addresses=127.0.0.1"],
-                       os.environ, subprocess.DEVNULL)
+    subprocess.run(
+        [initdb, "-D", str(pgdata), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    proc = stack.spawn(
+        "postgres",
+        [
+            str(Path(initdb).with_name("postgres")),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(port),
+            "-k",
+            str(stack.workdir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
+        os.environ,
+        subprocess.DEVNULL,
+    )
     _wait(lambda: port_open("127.0.0.1", port), "postgres", 30, proc)
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
@@ -170,11 +225,27 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
     store.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = stack.workdir / "mlflow.log"
-    proc = stack.spawn("mlflow", [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-        "--artifacts-destination", str(store / "artifacts"), "--workers", "1",
-    ], os.environ, log.open("wb"))
+    proc = stack.spawn(
+        "mlflow",
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        os.environ,
+        log.open("wb"),
+    )
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -188,6 +259,7 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
 
 
 # --- patterns -----------------------------------------------------------------------------
+
 
 @dataclass
 class RunningPattern:
@@ -204,15 +276,22 @@ class RunningPattern:
         return dict(self.stack.procs)[process]
 
 
-def render_env(proc: Process, *, pattern: Pattern, ports: Mapping[str, int],
-               deps: Mapping[str, str], data_dir: Path) -> dict[str, str]:
+def render_env(
+    proc: Process,
+    *,
+    pattern: Pattern,
+    ports: Mapping[str, int],
+    deps: Mapping[str, str],
+    data_dir: Path,
+) -> dict[str, str]:
     def fill(match: re.Match[str]) -> str:
         kind, arg = match.group(1), match.group(2)
         if kind == "model" and arg:
             path = (data_dir / "models" / arg).resolve()
             if not (path / "model.json").is_file():
-                raise RunnerError(f"model {arg} is not trained: run `make models` "
-                                  f"(looked in {path})")
+                raise RunnerError(
+                    f"model {arg} is not trained: run `make models` (looked in {path})"
+                )
             return str(path)
         if kind == "url" and arg:
             return f"http://127.0.0.1:{ports[arg]}"
@@ -226,10 +305,16 @@ def render_env(proc: Process, *, pattern: Pattern, ports: Mapping[str, int],
 
 
 @contextlib.contextmanager
-def start_pattern(name: str, *, data_dir: Path | None = None, first_port: int | None = None,
-                  env: Mapping[str, str] | None = None, log_dir: Path | None = None,
-                  foreground: bool = False, ready_timeout: float = 60.0
-                  ) -> Iterator[RunningPattern]:
+def start_pattern(
+    name: str,
+    *,
+    data_dir: Path | None = None,
+    first_port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    foreground: bool = False,
+    ready_timeout: float = 60.0,
+) -> Iterator[RunningPattern]:
     """Start every process of a pattern and wait until each /readyz answers 200."""
     pattern = load(name)
     data_dir = data_dir or Path(os.environ.get("MLSP_DATA_DIR", ROOT / "data"))
@@ -249,17 +334,22 @@ def start_pattern(name: str, *, data_dir: Path | None = None, first_port: int | 
         for i, proc in enumerate(pattern.processes):
             if proc.port is not None:
                 wanted = first_port + i if first_port else None
-                ports[proc.name] = wanted if wanted and not port_open("127.0.0.1", wanted) \
-                    else free_port()
+                ports[proc.name] = (
+                    wanted if wanted and not port_open("127.0.0.1", wanted) else free_port()
+                )
         urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
         logs: dict[str, Path] = {}
         for proc in pattern.processes:
-            proc_env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLSP_PATTERN": pattern.id,
-                        "MLSP_HOST": "127.0.0.1", "MLSP_DRAIN_DELAY_SECONDS": "0",
-                        "MLSP_DATA_DIR": str(data_dir.resolve()),
-                        **render_env(proc, pattern=pattern, ports=ports, deps=deps,
-                                     data_dir=data_dir),
-                        **(env or {})}
+            proc_env = {
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "MLSP_PATTERN": pattern.id,
+                "MLSP_HOST": "127.0.0.1",
+                "MLSP_DRAIN_DELAY_SECONDS": "0",
+                "MLSP_DATA_DIR": str(data_dir.resolve()),
+                **render_env(proc, pattern=pattern, ports=ports, deps=deps, data_dir=data_dir),
+                **(env or {}),
+            }
             if proc.port is not None:
                 proc_env["MLSP_PORT"] = str(ports[proc.name])
             logs[proc.name] = log_dir / f"{pattern.id}-{proc.name}.log"
@@ -277,8 +367,13 @@ def start_pattern(name: str, *, data_dir: Path | None = None, first_port: int | 
                 except httpx.HTTPError:
                     return False
 
-            _wait(ready, f"{pattern.id}/{proc.name}", ready_timeout, running.proc(proc.name),
-                  None if foreground else logs[proc.name])
+            _wait(
+                ready,
+                f"{pattern.id}/{proc.name}",
+                ready_timeout,
+                running.proc(proc.name),
+                None if foreground else logs[proc.name],
+            )
         yield running
     finally:
         stack.stop()
@@ -286,8 +381,11 @@ def start_pattern(name: str, *, data_dir: Path | None = None, first_port: int | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m patterns.runner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m patterns.runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pattern in the foreground")
     run.add_argument("pattern")
@@ -315,8 +413,10 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, on_signal)
             with start_pattern(args.pattern, first_port=args.port, foreground=True) as running:
                 for name, url in running.urls.items():
-                    print(f"\n  {running.pattern.id}/{name}: {url}  (docs: {url}/docs)",
-                          file=sys.stderr)
+                    print(
+                        f"\n  {running.pattern.id}/{name}: {url}  (docs: {url}/docs)",
+                        file=sys.stderr,
+                    )
                 print("  Ctrl-C stops everything.\n", file=sys.stderr)
                 while not stop:
                     dead = [n for n, p in running.stack.procs if p.poll() is not None]

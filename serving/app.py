@@ -59,14 +59,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def json_response(content: Any, status_code: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(body, status_code=status_code, headers=headers, media_type=JSON)
 
 
 def request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+    rid: str | None = request.scope.get("state", {}).get("request_id")
+    return rid
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -90,21 +92,24 @@ def invalid_from_pydantic(exc: ValidationError | RequestValidationError) -> ApiE
         return BadRequest(f"body is not valid JSON: {errors[0]['msg']}", field="body")
     pairs = []
     for e in errors:
-        loc = [p for p in e["loc"] if p != "body"] if isinstance(exc, RequestValidationError) \
+        loc = (
+            [p for p in e["loc"] if p != "body"]
+            if isinstance(exc, RequestValidationError)
             else list(e["loc"])
+        )
         pairs.append((field_path(loc), str(e["msg"])))
     return InvalidInput(pairs)
 
 
-def to_matrix(rows: list[list[float]], width: int, max_batch: int,
-              field: str = "instances") -> npt.NDArray[np.float32]:
+def to_matrix(
+    rows: list[list[float]], width: int, max_batch: int, field: str = "instances"
+) -> npt.NDArray[np.float32]:
     """Check the batch size and row widths; cast to float32 (values too large become 422)."""
     if len(rows) > max_batch:
         raise InvalidInput([(field, f"at most {max_batch} rows per request, got {len(rows)}")])
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise InvalidInput([(f"{field}[{i}]",
-                                 f"expected {width} features, got {len(row)}")])
+            raise InvalidInput([(f"{field}[{i}]", f"expected {width} features, got {len(row)}")])
     with np.errstate(over="ignore"):
         x = np.asarray(rows, dtype=np.float32)
     if not np.isfinite(x).all():
@@ -120,7 +125,8 @@ async def infer(state: ServiceState, model: OnnxModel, x: npt.NDArray[np.float32
     else:
         out = model.predict(x)
     metrics.INFERENCE_DURATION.labels(state.settings.service, model.card.name).observe(
-        time.perf_counter() - started)
+        time.perf_counter() - started
+    )
     return out
 
 
@@ -128,14 +134,20 @@ def prediction_body(rid: str | None, model: OnnxModel, out: Prediction) -> dict[
     card = model.card
     labels = card.labels
     if card.task == "outlier":
-        preds = [{"label": labels[c], "class_id": c, "score": s[0]}
-                 for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)]
+        preds = [
+            {"label": labels[c], "class_id": c, "score": s[0]}
+            for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)
+        ]
     else:
-        preds = [{"label": labels[c], "class_id": c, "probabilities": dict(zip(labels, s,
-                                                                               strict=True))}
-                 for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)]
-    return {"request_id": rid, "model": {"name": card.name, "version": card.version},
-            "predictions": preds}
+        preds = [
+            {"label": labels[c], "class_id": c, "probabilities": dict(zip(labels, s, strict=True))}
+            for c, s in zip(out.class_ids.tolist(), out.scores, strict=True)
+        ]
+    return {
+        "request_id": rid,
+        "model": {"name": card.name, "version": card.version},
+        "predictions": preds,
+    }
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -174,12 +186,15 @@ def _install_health(app: FastAPI, state: ServiceState) -> None:
     async def livez() -> Response:
         return json_response({"live": True})
 
-    @app.get("/readyz", tags=["health"], summary="Model loaded, self-tested, dependencies up",
-             responses={200: {"model": Readiness}, 503: {"model": Readiness}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Model loaded, self-tested, dependencies up",
+        responses={200: {"model": Readiness}, 503: {"model": Readiness}},
+    )
     async def readyz() -> Response:
         reasons = await state.reasons()
-        return json_response({"ready": not reasons, "reasons": reasons},
-                             503 if reasons else 200)
+        return json_response({"ready": not reasons, "reasons": reasons}, 503 if reasons else 200)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
     async def prom() -> Response:
@@ -209,10 +224,16 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
     s = state.settings
     request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
 
-    @app.post("/predict", tags=["predict"], summary="Predict from feature rows",
-              response_model=PredictResponse, responses=ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  JSON: {"schema": request_schema}}}})
+    @app.post(
+        "/predict",
+        tags=["predict"],
+        summary="Predict from feature rows",
+        response_model=PredictResponse,
+        responses=ERRORS,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {JSON: {"schema": request_schema}}}
+        },
+    )
     async def predict(request: Request) -> Response:
         # Served by the fast path in RequestContextMiddleware unless MLSP_FAST_PATH=false;
         # both call the same handler.
@@ -221,19 +242,30 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
         payload = await handler(body, state_["request_id"], state_["log_extra"])
         return Response(payload, media_type=JSON)
 
-    @app.post("/predict/image", tags=["predict"], summary="Predict a digit from a PNG/JPEG",
-              response_model=PredictResponse, responses=ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "image/png": {"schema": {"type": "string", "format": "binary"}},
-                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+    @app.post(
+        "/predict/image",
+        tags=["predict"],
+        summary="Predict a digit from a PNG/JPEG",
+        response_model=PredictResponse,
+        responses=ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
     async def predict_image(request: Request) -> Response:
         model = state.require_model()
         if model.card.preprocess is None:
-            raise NotFound(f"{model.card.name} takes feature rows, not images: "
-                           "use POST /predict")
+            raise NotFound(f"{model.card.name} takes feature rows, not images: use POST /predict")
         data = await read_body(request, s.max_image_bytes)
-        x = preprocessing.preprocess_image(data, max_bytes=s.max_image_bytes,
-                                           max_side=s.max_image_side)
+        x = preprocessing.preprocess_image(
+            data, max_bytes=s.max_image_bytes, max_side=s.max_image_side
+        )
         out = await infer(state, model, x.reshape(1, -1))
         body = prediction_body(request_id(request), model, out)
         body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
@@ -246,8 +278,12 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
         return json_response(card)
 
 
-def create_app(settings: ServingSettings, *, needs_model: bool = True,
-               extend: Callable[[FastAPI, ServiceState], None] | None = None) -> FastAPI:
+def create_app(
+    settings: ServingSettings,
+    *,
+    needs_model: bool = True,
+    extend: Callable[[FastAPI, ServiceState], None] | None = None,
+) -> FastAPI:
     """Build a service. `extend(app, state)` lets a pattern add routes and readiness checks."""
     from serving.oip import install_oip
 
@@ -263,9 +299,13 @@ def create_app(settings: ServingSettings, *, needs_model: bool = True,
     # FastAPI's native OpenTelemetry hook re-checks its providers on every request; metrics
     # here are Prometheus (serving/metrics.py), so it stays off unless MLSP_OTEL is set.
     otel = settings.otel
-    app = FastAPI(title=f"ml-system-patterns: {settings.pattern}", version="0.1.0",
-                  lifespan=lifespan, description=(__doc__ or "").split("\n\n")[1],
-                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
+    app = FastAPI(
+        title=f"ml-system-patterns: {settings.pattern}",
+        version="0.1.0",
+        lifespan=lifespan,
+        description=(__doc__ or "").split("\n\n")[1],
+        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
+    )
     app.state.service = state
     _install_error_handlers(app)
     _install_health(app, state)
@@ -275,12 +315,17 @@ def create_app(settings: ServingSettings, *, needs_model: bool = True,
         _install_model_routes(app, state, handler)
         install_oip(app, state)
         if settings.fast_path:
-            fast_routes[("POST", "/predict")] = FastRoute("/predict", handler,
-                                                          settings.max_body_bytes)
+            fast_routes[("POST", "/predict")] = FastRoute(
+                "/predict", handler, settings.max_body_bytes
+            )
     if extend is not None:
         extend(app, state)
     access_log = AccessLog(settings.service, settings.pattern) if settings.access_log else None
     app.state.access_log = access_log
-    app.add_middleware(RequestContextMiddleware, service=settings.service,
-                       access_log=access_log, fast_routes=fast_routes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        service=settings.service,
+        access_log=access_log,
+        fast_routes=fast_routes,
+    )
     return app

@@ -24,8 +24,14 @@ class ApiError(Exception):
         return {}
 
     def body(self, request_id: str | None) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message,
-                          "request_id": request_id, **self.extra}}
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "request_id": request_id,
+                **self.extra,
+            }
+        }
 
 
 class BadRequest(ApiError):
@@ -75,8 +81,9 @@ class Unavailable(ApiError):
     status_code = 503
     code = "unavailable"
 
-    def __init__(self, message: str, *, dependency: str | None = None,
-                 retry_after: int = 1, **extra: Any) -> None:
+    def __init__(
+        self, message: str, *, dependency: str | None = None, retry_after: int = 1, **extra: Any
+    ) -> None:
         if dependency is not None:
             extra["dependency"] = dependency
         super().__init__(message, **extra)

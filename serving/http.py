@@ -18,23 +18,36 @@ READ_TIMEOUT = 2.0
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
-def make_client(base_url: str = "", *, connect: float = CONNECT_TIMEOUT,
-                read: float = READ_TIMEOUT, max_connections: int = 100) -> httpx.AsyncClient:
+def make_client(
+    base_url: str = "",
+    *,
+    connect: float = CONNECT_TIMEOUT,
+    read: float = READ_TIMEOUT,
+    max_connections: int = 100,
+) -> httpx.AsyncClient:
     """An AsyncClient with explicit timeouts and a bounded pool (create once per process)."""
     timeout = httpx.Timeout(read, connect=connect, pool=connect)
-    limits = httpx.Limits(max_connections=max_connections,
-                          max_keepalive_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
 
 
 def backoff(attempt: int, base: float = 0.05, cap: float = 1.0) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
+    return random.uniform(0, min(cap, base * (2**attempt)))
 
 
-async def request(client: httpx.AsyncClient, method: str, url: str, *,
-                  request_id: str | None = None, retries: int = 1, idempotent: bool | None = None,
-                  **kwargs: Any) -> httpx.Response:
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    request_id: str | None = None,
+    retries: int = 1,
+    idempotent: bool | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
     """Send one request; retry connection errors up to `retries` times if it is idempotent."""
     headers = dict(kwargs.pop("headers", None) or {})
     if request_id:

@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "color_message"}
+    "message",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,14 +66,16 @@ class AccessLog:
     FLUSH_SECONDS = 0.2
 
     def __init__(self, service: str, pattern: str) -> None:
-        self._static = {"level": "info", "service": service, "pattern": pattern,
-                        "event": "request"}
+        self._static = {"level": "info", "service": service, "pattern": pattern, "event": "request"}
         self._out = sys.stdout.buffer
         self._last_flush = time.monotonic()
 
     def emit(self, **fields: Any) -> None:
-        entry = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **self._static,
-                 **fields}
+        entry = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            **self._static,
+            **fields,
+        }
         self._out.write(orjson.dumps(entry, default=str) + b"\n")
         now = time.monotonic()
         if now - self._last_flush >= self.FLUSH_SECONDS:

@@ -21,16 +21,31 @@ from prometheus_client import multiprocess as mp
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 REQUESTS = Counter("mlsp_requests", "HTTP requests served.", ["service", "route", "status"])
-REQUEST_DURATION = Histogram("mlsp_request_duration_seconds", "HTTP request latency.",
-                             ["service", "route"], buckets=LATENCY_BUCKETS)
-INFERENCE_DURATION = Histogram("mlsp_inference_duration_seconds", "Model call latency.",
-                               ["service", "model"], buckets=LATENCY_BUCKETS)
-MODEL_INFO = Gauge("mlsp_model_info", "The model being served (value 1).",
-                   ["service", "name", "version", "sha256"], multiprocess_mode="max")
-DEPENDENCY_UP = Gauge("mlsp_dependency_up", "1 when a dependency answers, else 0.",
-                      ["service", "dependency"], multiprocess_mode="min")
-READY = Gauge("mlsp_ready", "1 when the service is ready.", ["service"],
-              multiprocess_mode="min")
+REQUEST_DURATION = Histogram(
+    "mlsp_request_duration_seconds",
+    "HTTP request latency.",
+    ["service", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_DURATION = Histogram(
+    "mlsp_inference_duration_seconds",
+    "Model call latency.",
+    ["service", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+MODEL_INFO = Gauge(
+    "mlsp_model_info",
+    "The model being served (value 1).",
+    ["service", "name", "version", "sha256"],
+    multiprocess_mode="max",
+)
+DEPENDENCY_UP = Gauge(
+    "mlsp_dependency_up",
+    "1 when a dependency answers, else 0.",
+    ["service", "dependency"],
+    multiprocess_mode="min",
+)
+READY = Gauge("mlsp_ready", "1 when the service is ready.", ["service"], multiprocess_mode="min")
 
 
 def render() -> tuple[bytes, str]:

@@ -59,8 +59,14 @@ async def read_asgi_body(receive: Receive, limit: int, declared: int | None) -> 
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str, access_log: AccessLog | None,
-                 fast_routes: dict[tuple[str, str], FastRoute] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        access_log: AccessLog | None,
+        fast_routes: dict[tuple[str, str], FastRoute] | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.access_log = access_log
@@ -71,8 +77,10 @@ class RequestContextMiddleware:
         key = (path, str(status))
         children = self._children.get(key)
         if children is None:  # labels() takes a lock and a dict lookup; cache the pair
-            children = (metrics.REQUESTS.labels(self.service, path, key[1]),
-                        metrics.REQUEST_DURATION.labels(self.service, path))
+            children = (
+                metrics.REQUESTS.labels(self.service, path, key[1]),
+                metrics.REQUEST_DURATION.labels(self.service, path),
+            )
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed)
@@ -101,11 +109,21 @@ class RequestContextMiddleware:
         fast = self.fast_routes.get((scope["method"], scope["path"]))
         if fast is not None:
             path = fast.path
-            status, payload, headers = await self._fast(fast, receive, declared, request_id,
-                                                        log_extra)
-            await send({"type": "http.response.start", "status": status, "headers": [
-                _JSON, (b"content-length", str(len(payload)).encode()), (_HEADER, encoded_id),
-                *headers]})
+            status, payload, headers = await self._fast(
+                fast, receive, declared, request_id, log_extra
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        _JSON,
+                        (b"content-length", str(len(payload)).encode()),
+                        (_HEADER, encoded_id),
+                        *headers,
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
         else:
             status = 500
@@ -124,13 +142,23 @@ class RequestContextMiddleware:
         elapsed = time.perf_counter() - started
         self._observe(path, status, elapsed)
         if self.access_log is not None:
-            self.access_log.emit(request_id=request_id, method=scope["method"], route=path,
-                                 status=status, latency_ms=round(elapsed * 1000, 3),
-                                 **log_extra)
+            self.access_log.emit(
+                request_id=request_id,
+                method=scope["method"],
+                route=path,
+                status=status,
+                latency_ms=round(elapsed * 1000, 3),
+                **log_extra,
+            )
 
-    async def _fast(self, route: FastRoute, receive: Receive, declared: int | None,
-                    request_id: str, log_extra: dict[str, Any]
-                    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _fast(
+        self,
+        route: FastRoute,
+        receive: Receive,
+        declared: int | None,
+        request_id: str,
+        log_extra: dict[str, Any],
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
             body = await read_asgi_body(receive, route.body_limit, declared)
             return 200, await route.handler(body, request_id, log_extra), []

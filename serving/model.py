@@ -111,23 +111,27 @@ class OnnxModel:
         self._outlier = card.task == "outlier"
 
     @classmethod
-    def load(cls, model_dir: Path, *, intra_op_threads: int = 1,
-             inter_op_threads: int = 1) -> OnnxModel:
+    def load(
+        cls, model_dir: Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+    ) -> OnnxModel:
         """Verify the artifact and open a session. Raises ModelError when it can't be served."""
         card = read_card(model_dir)
         onnx_path = model_dir / "model.onnx"
         actual = sha256_file(onnx_path)
         if actual != card.sha256:
-            raise ModelError(f"sha256 mismatch for {onnx_path}: card says {card.sha256[:12]}…, "
-                             f"file is {actual[:12]}…")
+            raise ModelError(
+                f"sha256 mismatch for {onnx_path}: card says {card.sha256[:12]}…, "
+                f"file is {actual[:12]}…"
+            )
         options = ort.SessionOptions()
         # ONNX Runtime's default pool spreads over every core and ignores cgroup CPU limits.
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            session = ort.InferenceSession(str(onnx_path), options,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(onnx_path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # ORT raises its own untyped errors
             raise ModelError(f"ONNX Runtime cannot open {onnx_path}: {exc}") from exc
         inputs = {i.name for i in session.get_inputs()}
@@ -152,8 +156,10 @@ class OnnxModel:
         out = self.predict(x)
         for i, golden in enumerate(self.card.golden):
             if int(out.class_ids[i]) != golden.class_id:
-                raise ModelError(f"golden example {i}: class {int(out.class_ids[i])}, "
-                                 f"expected {golden.class_id}")
+                raise ModelError(
+                    f"golden example {i}: class {int(out.class_ids[i])}, expected {golden.class_id}"
+                )
             if not np.allclose(out.scores[i], golden.scores, atol=GOLDEN_ATOL):
-                raise ModelError(f"golden example {i}: scores {out.scores[i].tolist()}, "
-                                 f"expected {golden.scores}")
+                raise ModelError(
+                    f"golden example {i}: scores {out.scores[i].tolist()}, expected {golden.scores}"
+                )

@@ -7,6 +7,7 @@ the project's error shape, whose `error` key OIP clients read.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -40,8 +41,22 @@ class RequestedOutput(BaseModel):
 class InferRequest(BaseModel):
     """An OIP v2 inference request (tensors as row-major `data`, flat or nested)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"inputs": [
-        {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "inputs": [
+                        {
+                            "name": "X",
+                            "shape": [1, 4],
+                            "datatype": "FP32",
+                            "data": [5.1, 3.5, 1.4, 0.2],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: Annotated[list[InferInput], Field(min_length=1, max_length=1)]
@@ -84,11 +99,11 @@ def _flatten(data: list[Any], field: str, limit: int) -> list[float]:
 def _model_for(state: ServiceState, name: str, version: str | None) -> OnnxModel:
     model = state.require_model()
     if name != model.card.name:
-        raise NotFound(f"model {name!r} is not served here; this server serves "
-                       f"{model.card.name!r}")
+        raise NotFound(f"model {name!r} is not served here; this server serves {model.card.name!r}")
     if version is not None and version != model.card.version:
-        raise NotFound(f"{name} version {version!r} is not served; served version is "
-                       f"{model.card.version!r}")
+        raise NotFound(
+            f"{name} version {version!r} is not served; served version is {model.card.version!r}"
+        )
     return model
 
 
@@ -96,23 +111,32 @@ def _metadata(model: OnnxModel) -> dict[str, Any]:
     card = model.card
     k = 1 if card.task == "outlier" else len(card.labels)
     return {
-        "name": card.name, "versions": [card.version], "platform": "onnxruntime_onnx",
-        "inputs": [{"name": card.input.name, "datatype": "FP32",
-                    "shape": [-1, card.n_features]}],
-        "outputs": [{"name": card.outputs["label"], "datatype": "INT64", "shape": [-1]},
-                    {"name": card.outputs["scores"], "datatype": "FP32", "shape": [-1, k]}],
+        "name": card.name,
+        "versions": [card.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": card.input.name, "datatype": "FP32", "shape": [-1, card.n_features]}],
+        "outputs": [
+            {"name": card.outputs["label"], "datatype": "INT64", "shape": [-1]},
+            {"name": card.outputs["scores"], "datatype": "FP32", "shape": [-1, k]},
+        ],
         "parameters": {"labels": card.labels, "task": card.task},
     }
 
 
 def install_oip(app: FastAPI, state: ServiceState) -> None:
     s = state.settings
-    tags = ["open inference protocol v2"]
+    tags: list[str | Enum] = ["open inference protocol v2"]
 
     @app.get("/v2", tags=tags, summary="Server metadata")
     async def server_metadata() -> Response:
-        return json_response({"name": "ml-system-patterns", "version": "0.1.0",
-                              "extensions": [], "protocol_version": PROTOCOL_VERSION})
+        return json_response(
+            {
+                "name": "ml-system-patterns",
+                "version": "0.1.0",
+                "extensions": [],
+                "protocol_version": PROTOCOL_VERSION,
+            }
+        )
 
     @app.get("/v2/health/live", tags=tags, summary="Server live")
     async def live() -> Response:
@@ -132,8 +156,12 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
     async def model_metadata(name: str) -> Response:
         return json_response(_metadata(_model_for(state, name, None)))
 
-    @app.get("/v2/models/{name}/versions/{version}", tags=tags, responses=ERRORS,
-             summary="Model metadata (one version)")
+    @app.get(
+        "/v2/models/{name}/versions/{version}",
+        tags=tags,
+        responses=ERRORS,
+        summary="Model metadata (one version)",
+    )
     async def model_version_metadata(name: str, version: str) -> Response:
         return json_response(_metadata(_model_for(state, name, version)))
 
@@ -141,13 +169,24 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
     async def model_is_ready(name: str) -> Response:
         return await model_ready(name, None)
 
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=tags,
-             summary="Model ready (one version)")
+    @app.get(
+        "/v2/models/{name}/versions/{version}/ready", tags=tags, summary="Model ready (one version)"
+    )
     async def model_version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
 
-    infer_doc = {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+    infer_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": InferRequest.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
+        }
+    }
 
     async def run_infer(request: Request, name: str, version: str | None) -> Response:
         model = _model_for(state, name, version)
@@ -159,45 +198,79 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
         tensor = req.inputs[0]
         card = model.card
         if tensor.name != card.input.name:
-            raise InvalidInput([("inputs[0].name", f"unknown input {tensor.name!r}; the model "
-                                 f"takes {card.input.name!r}")])
+            raise InvalidInput(
+                [
+                    (
+                        "inputs[0].name",
+                        f"unknown input {tensor.name!r}; the model takes {card.input.name!r}",
+                    )
+                ]
+            )
         if tensor.datatype not in DATATYPES:
-            raise InvalidInput([("inputs[0].datatype", f"{tensor.datatype!r} is not one of "
-                                 f"{sorted(DATATYPES)}")])
+            raise InvalidInput(
+                [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]
+            )
         width = card.n_features
         shape = tensor.shape if len(tensor.shape) == 2 else [1, tensor.shape[0]]
         if shape[1] != width:
             raise InvalidInput([("inputs[0].shape", f"expected [n, {width}], got {tensor.shape}")])
         flat = _flatten(tensor.data, "inputs[0].data", s.max_batch * width)
         if len(flat) != shape[0] * shape[1]:
-            raise InvalidInput([("inputs[0].data", f"{len(flat)} values do not fill shape "
-                                 f"{tensor.shape}")])
-        rows = [flat[i * width:(i + 1) * width] for i in range(shape[0])]
+            raise InvalidInput(
+                [("inputs[0].data", f"{len(flat)} values do not fill shape {tensor.shape}")]
+            )
+        rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
         x = to_matrix(rows, width, s.max_batch, field="inputs[0].data")
         out = await infer(state, model, x)
         tensors = {
-            card.outputs["label"]: {"name": card.outputs["label"], "datatype": "INT64",
-                                    "shape": [len(rows)], "data": out.class_ids},
-            card.outputs["scores"]: {"name": card.outputs["scores"], "datatype": "FP32",
-                                     "shape": list(out.scores.shape),
-                                     "data": out.scores.reshape(-1)},
+            card.outputs["label"]: {
+                "name": card.outputs["label"],
+                "datatype": "INT64",
+                "shape": [len(rows)],
+                "data": out.class_ids,
+            },
+            card.outputs["scores"]: {
+                "name": card.outputs["scores"],
+                "datatype": "FP32",
+                "shape": list(out.scores.shape),
+                "data": out.scores.reshape(-1),
+            },
         }
         wanted = [o.name for o in req.outputs] if req.outputs else list(tensors)
         unknown = [n for n in wanted if n not in tensors]
         if unknown:
-            raise InvalidInput([("outputs", f"unknown outputs {unknown}; the model has "
-                                 f"{list(tensors)}")])
+            raise InvalidInput(
+                [("outputs", f"unknown outputs {unknown}; the model has {list(tensors)}")]
+            )
         rid = req.id or request.scope["state"]["request_id"]
-        return json_response({"model_name": card.name, "model_version": card.version,
-                              "id": rid, "outputs": [tensors[n] for n in wanted]})
+        return json_response(
+            {
+                "model_name": card.name,
+                "model_version": card.version,
+                "id": rid,
+                "outputs": [tensors[n] for n in wanted],
+            }
+        )
 
-    @app.post("/v2/models/{name}/infer", tags=tags, summary="Inference",
-              response_model=InferResponse, responses=ERRORS, openapi_extra=infer_doc)
+    @app.post(
+        "/v2/models/{name}/infer",
+        tags=tags,
+        summary="Inference",
+        response_model=InferResponse,
+        responses=ERRORS,
+        openapi_extra=infer_doc,
+    )
     async def infer_latest(request: Request, name: str) -> Response:
         return await run_infer(request, name, None)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=tags, response_model=InferResponse,
-              responses=ERRORS, summary="Inference (one version)", openapi_extra=infer_doc)
+    @app.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        tags=tags,
+        response_model=InferResponse,
+        responses=ERRORS,
+        summary="Inference (one version)",
+        openapi_extra=infer_doc,
+    )
     async def infer_version(request: Request, name: str, version: str) -> Response:
         return await run_infer(request, name, version)
 

@@ -37,15 +37,15 @@ def sniff(data: bytes) -> str:
     for magic, fmt in _MAGIC.items():
         if data.startswith(magic):
             return fmt
-    raise UnsupportedMediaType("body is not a PNG or JPEG image (checked by its magic bytes)",
-                               field="body")
+    raise UnsupportedMediaType(
+        "body is not a PNG or JPEG image (checked by its magic bytes)", field="body"
+    )
 
 
 def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
     """Check size limits before decoding pixels, then decode to 8-bit grayscale."""
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}",
-                              field="body")
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}", field="body")
     fmt = sniff(data)
     try:
         with warnings.catch_warnings():
@@ -53,11 +53,18 @@ def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = image.size
             if width > max_side or height > max_side:
-                raise PayloadTooLarge(f"image is {width}x{height} px; the limit is "
-                                      f"{max_side}x{max_side}", field="body")
+                raise PayloadTooLarge(
+                    f"image is {width}x{height} px; the limit is {max_side}x{max_side}",
+                    field="body",
+                )
             return image.convert("L")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
         raise BadRequest(f"cannot decode the {fmt} image: {exc}", field="body") from exc
 
 
@@ -71,12 +78,12 @@ def to_features(gray: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.zeros((size * size,), dtype=np.float32)
     rows = np.flatnonzero((gray >= peak * PARAMS["ink_fraction"]).any(axis=1))
     cols = np.flatnonzero((gray >= peak * PARAMS["ink_fraction"]).any(axis=0))
-    ink = gray[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     side = max(ink.shape)
     square = np.zeros((side, side), dtype=np.float32)
     top = (side - ink.shape[0]) // 2
     left = (side - ink.shape[1]) // 2
-    square[top: top + ink.shape[0], left: left + ink.shape[1]] = ink
+    square[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
     small = Image.fromarray(square).resize((size, size), Image.Resampling.BOX)
     out = np.asarray(small, dtype=np.float32)
     top_value = float(out.max())

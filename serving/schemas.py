@@ -17,8 +17,9 @@ Row = Annotated[list[FiniteFloat], Field(min_length=1, max_length=4096)]
 class PredictRequest(BaseModel):
     """Rows of feature values; each row has as many numbers as the model has features."""
 
-    model_config = ConfigDict(extra="forbid",
-                              json_schema_extra={"examples": [{"instances": [[5.1, 3.5, 1.4, 0.2]]}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"instances": [[5.1, 3.5, 1.4, 0.2]]}]}
+    )
 
     instances: Annotated[list[Row], Field(min_length=1)]
 

@@ -55,9 +55,17 @@ def serve(app: FastAPI, settings: ServingSettings) -> int:
     configure_logging(settings.service, settings.pattern, settings.log_level)
     state: ServiceState = app.state.service
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_config=None, server_header=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds), timeout_keep_alive=5,
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
+        timeout_keep_alive=5,
     )
     server = GracefulServer(config, state, settings.drain_delay_seconds)
     server.access_log = getattr(app.state, "access_log", None)

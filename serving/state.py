@@ -52,19 +52,25 @@ class ServiceState:
 
     def require_model(self) -> OnnxModel:
         if self.model is None:
-            raise Unavailable(f"model not ready: {self.fatal or self.load_error}",
-                              reason="model_not_ready")
+            raise Unavailable(
+                f"model not ready: {self.fatal or self.load_error}", reason="model_not_ready"
+            )
         return self.model
 
     def _load(self) -> OnnxModel:
         s = self.settings
-        model = OnnxModel.load(s.model_dir, intra_op_threads=s.ort_intra_op_threads,
-                               inter_op_threads=s.ort_inter_op_threads)
+        model = OnnxModel.load(
+            s.model_dir,
+            intra_op_threads=s.ort_intra_op_threads,
+            inter_op_threads=s.ort_inter_op_threads,
+        )
         contract = model.card.preprocess
         if contract is not None and contract.version != preprocessing.PREPROCESS_VERSION:
-            raise ModelError(f"skew: model expects preprocessing {contract.name} "
-                             f"v{contract.version}, this server implements "
-                             f"v{preprocessing.PREPROCESS_VERSION}")
+            raise ModelError(
+                f"skew: model expects preprocessing {contract.name} "
+                f"v{contract.version}, this server implements "
+                f"v{preprocessing.PREPROCESS_VERSION}"
+            )
         model.self_test()
         return model
 
@@ -87,10 +93,13 @@ class ServiceState:
             break
         card = model.card
         self.model, self.load_error = model, None
-        metrics.MODEL_INFO.labels(self.settings.service, card.name, card.version,
-                                  card.sha256).set(1)
-        log.info("model ready", extra={"model": card.name, "model_version": card.version,
-                                       "sha256": card.sha256})
+        metrics.MODEL_INFO.labels(self.settings.service, card.name, card.version, card.sha256).set(
+            1
+        )
+        log.info(
+            "model ready",
+            extra={"model": card.name, "model_version": card.version, "sha256": card.sha256},
+        )
 
     def _die(self, reason: str) -> None:
         self.fatal = reason

@@ -1,10 +1,10 @@
 """`python -m training`: run the pipeline or one step, promote a version, list models.
 
-    python -m training run --all                 # every model: data..register (cached steps)
-    python -m training run --model iris-svc      # one model
-    python -m training export --model iris-svc   # up to a step, without registering
-    python -m training promote --model iris-svc [--version 3] [--alias production]
-    python -m training promote --all             # every model's candidate -> production
+python -m training run --all                 # every model: data..register (cached steps)
+python -m training run --model iris-svc      # one model
+python -m training export --model iris-svc   # up to a step, without registering
+python -m training promote --model iris-svc [--version 3] [--alias production]
+python -m training promote --all             # every model's candidate -> production
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ def _models(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ["run", *STEPS, "promote"]:
         p = sub.add_parser(name)
@@ -54,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.version and len(names) != 1:
             raise SystemExit("--version needs exactly one --model")
         for name in names:
-            version = promote(name, settings, args.version, args.alias)
-            print(f"{name}@{args.alias} -> version {version}")
+            promoted = promote(name, settings, args.version, args.alias)
+            print(f"{name}@{args.alias} -> version {promoted}")
         return 0
     until = "register" if args.command == "run" else args.command
     for name in names:

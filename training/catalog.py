@@ -19,8 +19,9 @@ IRIS_CLASSES = ("setosa", "versicolor", "virginica")
 
 def _svc(seed: int) -> BaseEstimator:
     # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its replacement.
-    return CalibratedClassifierCV(SVC(gamma="scale", random_state=seed), ensemble=False,
-                                  method="sigmoid")
+    return CalibratedClassifierCV(
+        SVC(gamma="scale", random_state=seed), ensemble=False, method="sigmoid"
+    )
 
 
 @dataclass(frozen=True)
@@ -37,32 +38,64 @@ class ModelSpec:
 
 
 def _ovr(index: int, cls: str) -> ModelSpec:
-    return ModelSpec(f"iris-ovr-{cls}", "iris", "classification", _svc,
-                     {"estimator": "SVC(rbf)+sigmoid calibration", "positive": cls}, index)
+    return ModelSpec(
+        f"iris-ovr-{cls}",
+        "iris",
+        "classification",
+        _svc,
+        {"estimator": "SVC(rbf)+sigmoid calibration", "positive": cls},
+        index,
+    )
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("iris-svc", "iris", "classification", _svc,
-                  {"estimator": "SVC(rbf)+sigmoid calibration"}),
-        ModelSpec("iris-rf", "iris", "classification",
-                  lambda seed: RandomForestClassifier(n_estimators=100, max_depth=4,
-                                                      random_state=seed),
-                  {"estimator": "RandomForest", "n_estimators": 100, "max_depth": 4}),
-        ModelSpec("iris-lr", "iris", "classification",
-                  lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
-                  {"estimator": "LogisticRegression"}),
-        ModelSpec("iris-ocsvm", "iris", "outlier",
-                  lambda seed: OneClassSVM(nu=0.1, gamma="auto"),
-                  {"estimator": "OneClassSVM", "nu": 0.1, "gamma": "auto"}),
+        ModelSpec(
+            "iris-svc",
+            "iris",
+            "classification",
+            _svc,
+            {"estimator": "SVC(rbf)+sigmoid calibration"},
+        ),
+        ModelSpec(
+            "iris-rf",
+            "iris",
+            "classification",
+            lambda seed: RandomForestClassifier(n_estimators=100, max_depth=4, random_state=seed),
+            {"estimator": "RandomForest", "n_estimators": 100, "max_depth": 4},
+        ),
+        ModelSpec(
+            "iris-lr",
+            "iris",
+            "classification",
+            lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
+            {"estimator": "LogisticRegression"},
+        ),
+        ModelSpec(
+            "iris-ocsvm",
+            "iris",
+            "outlier",
+            lambda seed: OneClassSVM(nu=0.1, gamma="auto"),
+            {"estimator": "OneClassSVM", "nu": 0.1, "gamma": "auto"},
+        ),
         *(_ovr(i, c) for i, c in enumerate(IRIS_CLASSES)),
-        ModelSpec("digits-lr", "digits", "classification",
-                  lambda seed: make_pipeline(StandardScaler(),
-                                             LogisticRegression(max_iter=3000, random_state=seed)),
-                  {"estimator": "StandardScaler+LogisticRegression"}),
-        ModelSpec("digits-svc", "digits", "classification", _svc,
-                  {"estimator": "SVC(rbf)+sigmoid calibration"}),
+        ModelSpec(
+            "digits-lr",
+            "digits",
+            "classification",
+            lambda seed: make_pipeline(
+                StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed)
+            ),
+            {"estimator": "StandardScaler+LogisticRegression"},
+        ),
+        ModelSpec(
+            "digits-svc",
+            "digits",
+            "classification",
+            _svc,
+            {"estimator": "SVC(rbf)+sigmoid calibration"},
+        ),
     ]
 }
 

@@ -27,26 +27,44 @@ def load(dataset: str) -> tuple[Array, Array, list[str], list[str], dict[str, An
     if dataset == "iris":
         iris = load_iris()
         names = [n.replace(" (cm)", "").replace(" ", "_") for n in iris.feature_names]
-        return (iris.data.astype(np.float32), iris.target, names,
-                [str(c) for c in iris.target_names], None)
+        return (
+            iris.data.astype(np.float32),
+            iris.target,
+            names,
+            [str(c) for c in iris.target_names],
+            None,
+        )
     if dataset == "digits":
         digits = load_digits()
         # The 8x8 images hold 0..16; render them to 0..255 gray and apply the serving contract.
-        x = np.stack([preprocessing.to_features(img.astype(np.float32) * (255.0 / 16.0))
-                      for img in digits.images])
-        contract = {"name": preprocessing.PREPROCESS_NAME,
-                    "version": preprocessing.PREPROCESS_VERSION,
-                    "params": preprocessing.PARAMS}
-        return (x, digits.target, [f"pixel_{i}" for i in range(64)],
-                [str(c) for c in digits.target_names], contract)
+        x = np.stack(
+            [
+                preprocessing.to_features(img.astype(np.float32) * (255.0 / 16.0))
+                for img in digits.images
+            ]
+        )
+        contract = {
+            "name": preprocessing.PREPROCESS_NAME,
+            "version": preprocessing.PREPROCESS_VERSION,
+            "params": preprocessing.PARAMS,
+        }
+        return (
+            x,
+            digits.target,
+            [f"pixel_{i}" for i in range(64)],
+            [str(c) for c in digits.target_names],
+            contract,
+        )
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
 def reference_stats(x: Array, y: Array, n_classes: int, seed: int) -> dict[str, Any]:
     """What monitoring compares live traffic with: deciles, a sample, the class prior."""
     edges = np.quantile(x, np.linspace(0.1, 0.9, 9), axis=0).T  # (features, 9)
-    counts = [np.bincount(np.searchsorted(e, col, side="right"), minlength=10).tolist()
-              for e, col in zip(edges, x.T, strict=True)]
+    counts = [
+        np.bincount(np.searchsorted(e, col, side="right"), minlength=10).tolist()
+        for e, col in zip(edges, x.T, strict=True)
+    ]
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(x), size=min(SAMPLE_ROWS, len(x)), replace=False)
     prior = np.bincount(y, minlength=n_classes) / len(y)
@@ -63,23 +81,27 @@ def reference_stats(x: Array, y: Array, n_classes: int, seed: int) -> dict[str, 
 def run(out: Path, dataset: str, *, seed: int, test_size: float) -> None:
     x, y, features, classes, contract = load(dataset)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y)
+        x, y, test_size=test_size, random_state=seed, stratify=y
+    )
     arrays = {"x_train": x_train, "x_test": x_test, "y_train": y_train, "y_test": y_test}
     digest = hashlib.sha256()
     for name, arr in arrays.items():
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
     np.savez(out / "data.npz", **arrays)
-    write_json(out / "data.json", {
-        "dataset": dataset,
-        "data_hash": digest.hexdigest(),
-        "feature_names": features,
-        "class_names": classes,
-        "preprocess": contract,
-        "n_train": len(x_train),
-        "n_test": len(x_test),
-        "reference": reference_stats(x_train, y_train, len(classes), seed),
-    })
+    write_json(
+        out / "data.json",
+        {
+            "dataset": dataset,
+            "data_hash": digest.hexdigest(),
+            "feature_names": features,
+            "class_names": classes,
+            "preprocess": contract,
+            "n_train": len(x_train),
+            "n_test": len(x_test),
+            "reference": reference_stats(x_train, y_train, len(classes), seed),
+        },
+    )
 
 
 def read(folder: Path) -> dict[str, Array]:

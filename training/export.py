@@ -45,9 +45,11 @@ def check_parity(spec: ModelSpec, onnx_path: Path, outputs: dict[str, Any]) -> f
         diff = float(np.max(np.abs(scores - ref_scores)))
         worst = max(worst, diff)
         if mismatched or diff > PARITY_ATOL:
-            raise ParityError(f"{spec.name}: ONNX/scikit-learn parity failed on {s}: "
-                              f"{mismatched} labels differ, max score diff {diff:.2e} "
-                              f"(limit {PARITY_ATOL:.0e})")
+            raise ParityError(
+                f"{spec.name}: ONNX/scikit-learn parity failed on {s}: "
+                f"{mismatched} labels differ, max score diff {diff:.2e} "
+                f"(limit {PARITY_ATOL:.0e})"
+            )
     return worst
 
 
@@ -87,8 +89,11 @@ def run(out: Path, spec: ModelSpec, data_dir: Path, train_dir: Path, eval_dir: P
         "sha256": sha256_file(onnx_path),
         "opset": {d.domain or "ai.onnx": int(d.version) for d in graph.opset_import},
         "task": spec.task,
-        "input": {"name": graph.graph.input[0].name, "shape": [None, len(meta["feature_names"])],
-                  "dtype": "float32"},
+        "input": {
+            "name": graph.graph.input[0].name,
+            "shape": [None, len(meta["feature_names"])],
+            "dtype": "float32",
+        },
         "outputs": {"label": graph.graph.output[0].name, "scores": graph.graph.output[1].name},
         "feature_names": meta["feature_names"],
         "labels": trained["labels"],
@@ -105,12 +110,18 @@ def run(out: Path, spec: ModelSpec, data_dir: Path, train_dir: Path, eval_dir: P
     # Golden outputs come from ONNX Runtime itself, through the same code path as serving.
     x_test = outputs["test_x"]
     rows = golden_rows(outputs["test_labels"], N_GOLDEN)
-    model = OnnxModel(ModelCard.model_validate(card), ort.InferenceSession(
-        str(onnx_path), providers=["CPUExecutionProvider"]))
+    model = OnnxModel(
+        ModelCard.model_validate(card),
+        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]),
+    )
     pred = model.predict(x_test[rows])
     card["golden"] = [
-        {"input": [float(str(v)) for v in x_test[r]], "class_id": int(pred.class_ids[i]),
-         "label": card["labels"][int(pred.class_ids[i])], "scores": pred.scores[i].tolist()}
+        {
+            "input": [float(str(v)) for v in x_test[r]],
+            "class_id": int(pred.class_ids[i]),
+            "label": card["labels"][int(pred.class_ids[i])],
+            "scores": pred.scores[i].tolist(),
+        }
         for i, r in enumerate(rows)
     ]
     ModelCard.model_validate(card)

@@ -43,8 +43,11 @@ def _experiment_id(client: Any, settings: TrainingSettings) -> str:
     exp = client.get_experiment_by_name(settings.experiment)
     if exp is not None:
         return str(exp.experiment_id)
-    return str(client.create_experiment(settings.experiment,
-                                        artifact_location=settings.artifact_location()))
+    return str(
+        client.create_experiment(
+            settings.experiment, artifact_location=settings.artifact_location()
+        )
+    )
 
 
 def _existing_version(client: Any, name: str, sha256: str) -> str | None:
@@ -99,15 +102,21 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
         with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
             mlflow.log_params({k: str(v) for k, v in card["params"].items()})
             mlflow.log_metrics(card["metrics"])
-            mlflow.set_tags({
-                "model": spec.name, "git_sha": card["git_sha"], "code_sha": code_sha(),
-                "data_hash": card["data_hash"], "sha256": card["sha256"],
-                **{f"step.{k}": hash_tree(v) for k, v in step_dirs.items()},
-                **{f"lib.{k}": v for k, v in card["libraries"].items()},
-            })
+            mlflow.set_tags(
+                {
+                    "model": spec.name,
+                    "git_sha": card["git_sha"],
+                    "code_sha": code_sha(),
+                    "data_hash": card["data_hash"],
+                    "sha256": card["sha256"],
+                    **{f"step.{k}": hash_tree(v) for k, v in step_dirs.items()},
+                    **{f"lib.{k}": v for k, v in card["libraries"].items()},
+                }
+            )
             source = f"{run.info.artifact_uri}/{ARTIFACT_PATH}"
-            mv = client.create_model_version(spec.name, source, run_id=run.info.run_id,
-                                             tags={"sha256": card["sha256"]})
+            mv = client.create_model_version(
+                spec.name, source, run_id=run.info.run_id, tags={"sha256": card["sha256"]}
+            )
             version = str(mv.version)
             try:
                 card["version"] = version
@@ -126,8 +135,9 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
     return version
 
 
-def promote(name: str, settings: TrainingSettings, version: str | None = None,
-            alias: str = PRODUCTION) -> str:
+def promote(
+    name: str, settings: TrainingSettings, version: str | None = None, alias: str = PRODUCTION
+) -> str:
     """Point `alias` at `version` (default: the current candidate)."""
     client = _client(settings)
     if version is None:

@@ -58,8 +58,14 @@ def git_sha() -> str:
     if sha := os.environ.get("MLSP_GIT_SHA"):
         return sha
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True, cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip()
@@ -71,8 +77,13 @@ class StepResult:
     cached: bool
 
 
-def run_step(step: str, out: Path, inputs: Mapping[str, Path], params: Mapping[str, Any],
-             body: Callable[[Path], None]) -> StepResult:
+def run_step(
+    step: str,
+    out: Path,
+    inputs: Mapping[str, Path],
+    params: Mapping[str, Any],
+    body: Callable[[Path], None],
+) -> StepResult:
     """Run `body(tmp_dir)` unless `out` already holds the result for these inputs and params."""
     manifest = {
         "step": step,

@@ -24,19 +24,23 @@ TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
 def targets(spec: ModelSpec, y: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    if spec.positive_class is not None:
-        return (y == spec.positive_class).astype(np.int64)
-    return y.astype(np.int64)
+    out: npt.NDArray[np.int64] = (
+        (y == spec.positive_class) if spec.positive_class is not None else y
+    ).astype(np.int64)
+    return out
 
 
-def shifted(x_test: npt.NDArray[np.float32], x_train: npt.NDArray[np.float32]
-            ) -> npt.NDArray[np.float32]:
+def shifted(
+    x_test: npt.NDArray[np.float32], x_train: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
     """Known outliers for evaluating an outlier detector: the test set moved 3 std away."""
-    return (x_test + 3.0 * x_train.std(axis=0)).astype(np.float32)
+    out: npt.NDArray[np.float32] = (x_test + 3.0 * x_train.std(axis=0)).astype(np.float32)
+    return out
 
 
-def sklearn_outputs(spec: ModelSpec, model: Any, x: npt.NDArray[np.float32]
-                    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+def sklearn_outputs(
+    spec: ModelSpec, model: Any, x: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     if spec.task == "outlier":
         return model.predict(x), model.decision_function(x)
     return model.predict(x), model.predict_proba(x)
@@ -69,14 +73,21 @@ def run(out: Path, spec: ModelSpec, data_dir: Path, *, seed: int) -> None:
         outputs[f"{name}_labels"] = labels
         outputs[f"{name}_scores"] = scores
         outputs[f"{name}_x"] = x
-    np.savez(out / "sklearn_outputs.npz", **outputs)
+    np.savez(out / "sklearn_outputs.npz", **outputs)  # type: ignore[arg-type]
     classes = read_json(data_dir / "data.json")["class_names"]
     if spec.positive_class is not None:
         classes = ["rest", classes[spec.positive_class]]
     elif spec.task == "outlier":
         classes = ["inlier", "outlier"]
-    write_json(out / "train.json", {"fit_seconds": round(fit_seconds, 4), "labels": classes,
-                                    "params": spec.params, "seed": seed})
+    write_json(
+        out / "train.json",
+        {
+            "fit_seconds": round(fit_seconds, 4),
+            "labels": classes,
+            "params": spec.params,
+            "seed": seed,
+        },
+    )
 
 
 def read_outputs(folder: Path) -> dict[str, npt.NDArray[Any]]:

@@ -1,6 +1,6 @@
 """Load for web_single: varied iris rows, batches of 1-32, some OIP v2 calls and some bad input.
 
-    make loadtest PATTERN=web_single SECONDS=30 USERS=20
+make loadtest PATTERN=web_single SECONDS=30 USERS=20
 """
 
 from __future__ import annotations
@@ -27,19 +27,23 @@ class WebSingleUser(FastHttpUser):
 
     @task(4)
     def predict_batch(self) -> None:
-        self.client.post("/predict", json={"instances": [row() for _ in
-                                                         range(random.randint(2, 32))]})
+        self.client.post(
+            "/predict", json={"instances": [row() for _ in range(random.randint(2, 32))]}
+        )
 
     @task(2)
     def oip_infer(self) -> None:
         data = row()
-        self.client.post("/v2/models/iris-svc/infer", json={"inputs": [
-            {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": data}]})
+        self.client.post(
+            "/v2/models/iris-svc/infer",
+            json={"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": data}]},
+        )
 
     @task(1)
     def bad_input_is_422(self) -> None:
-        with self.client.post("/predict", json={"instances": [[1.0, 2.0, 3.0]]},
-                              catch_response=True) as resp:
+        with self.client.post(
+            "/predict", json={"instances": [[1.0, 2.0, 3.0]]}, catch_response=True
+        ) as resp:
             if resp.status_code == 422:
                 resp.success()
             else:

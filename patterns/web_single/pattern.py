@@ -6,10 +6,14 @@ PATTERN = Pattern(
     id="web_single",
     summary="One model behind one web API (FastAPI + ONNX Runtime), with OIP v2",
     processes=(
-        Process("api", "patterns.web_single.app", env={
-            "MLSP_SERVICE": "web-single",
-            "MLSP_MODEL_DIR": "{model:iris-svc}",
-        }),
+        Process(
+            "api",
+            "patterns.web_single.app",
+            env={
+                "MLSP_SERVICE": "web-single",
+                "MLSP_MODEL_DIR": "{model:iris-svc}",
+            },
+        ),
     ),
     models=("iris-svc",),
 )

@@ -32,22 +32,26 @@ def test_serves_correct_iris_predictions(web_single: RunningPattern) -> None:
     rows = [ROW, [6.0, 2.7, 4.5, 1.5], [6.3, 3.4, 5.6, 2.4]]
     resp = httpx.post(f"{web_single.url()}/predict", json={"instances": rows})
     assert resp.status_code == 200
-    assert [p["label"] for p in resp.json()["predictions"]] == [
-        "setosa", "versicolor", "virginica"]
+    assert [p["label"] for p in resp.json()["predictions"]] == ["setosa", "versicolor", "virginica"]
     assert httpx.get(f"{web_single.url()}/docs").status_code == 200
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    (b'{"instances":[[5.1,3.5,1.4]]}', "instances[0]"),
-    (b'{"instances":[[5.1,3.5,1.4,NaN]]}', "instances[0][3]"),
-    (b'{"instances":[[5.1,"a",1.4,0.2]]}', "instances[0][1]"),
-    (b'{"instances":[]}', "instances"),
-    (b'{"instances":[' + b",".join([b"[1,2,3,4]"] * 257) + b"]}", "instances"),
-])
-def test_bad_input_is_422_naming_the_field(web_single: RunningPattern, payload: bytes,
-                                           field: str) -> None:
-    resp = httpx.post(f"{web_single.url()}/predict", content=payload,
-                      headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (b'{"instances":[[5.1,3.5,1.4]]}', "instances[0]"),
+        (b'{"instances":[[5.1,3.5,1.4,NaN]]}', "instances[0][3]"),
+        (b'{"instances":[[5.1,"a",1.4,0.2]]}', "instances[0][1]"),
+        (b'{"instances":[]}', "instances"),
+        (b'{"instances":[' + b",".join([b"[1,2,3,4]"] * 257) + b"]}", "instances"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(
+    web_single: RunningPattern, payload: bytes, field: str
+) -> None:
+    resp = httpx.post(
+        f"{web_single.url()}/predict", content=payload, headers={"Content-Type": "application/json"}
+    )
     assert resp.status_code == 422
     assert resp.json()["error"]["field"] == field
 
@@ -55,16 +59,19 @@ def test_bad_input_is_422_naming_the_field(web_single: RunningPattern, payload: 
 def test_oip_infer_round_trip(web_single: RunningPattern) -> None:
     url = web_single.url()
     meta = httpx.get(f"{url}/v2/models/iris-svc").json()
-    req = {"inputs": [{"name": meta["inputs"][0]["name"], "shape": [1, 4], "datatype": "FP32",
-                       "data": ROW}]}
-    resp = httpx.post(f"{url}/v2/models/iris-svc/versions/{meta['versions'][0]}/infer",
-                      json=req)
+    req = {
+        "inputs": [
+            {"name": meta["inputs"][0]["name"], "shape": [1, 4], "datatype": "FP32", "data": ROW}
+        ]
+    }
+    resp = httpx.post(f"{url}/v2/models/iris-svc/versions/{meta['versions'][0]}/infer", json=req)
     assert resp.status_code == 200
     assert {o["name"]: o["data"] for o in resp.json()["outputs"]}["label"] == [0]
 
 
 def test_http_helper_propagates_request_id_and_retries_idempotent_calls(
-        web_single: RunningPattern) -> None:
+    web_single: RunningPattern,
+) -> None:
     import asyncio
 
     async def go() -> tuple[str, int]:
@@ -80,10 +87,18 @@ def test_http_helper_propagates_request_id_and_retries_idempotent_calls(
 def test_readyz_503_until_model_is_there_then_ready(data_dir: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "iris-svc"  # not there yet: the server waits for it
     port = _free_port()
-    env = {**os.environ, "MLSP_MODEL_DIR": str(model_dir), "MLSP_PORT": str(port),
-           "MLSP_MODEL_WAIT_SECONDS": "60"}
-    proc = subprocess.Popen([sys.executable, "-m", "patterns.web_single.app"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "MLSP_MODEL_DIR": str(model_dir),
+        "MLSP_PORT": str(port),
+        "MLSP_MODEL_WAIT_SECONDS": "60",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patterns.web_single.app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         resp = _wait_for(lambda: httpx.get(f"{url}/readyz", timeout=1))
@@ -124,8 +139,13 @@ def test_tampered_model_exits_nonzero(data_dir: Path, tmp_path: Path) -> None:
     shutil.copytree(data_dir / "models" / "iris-svc", model_dir)
     (model_dir / "model.onnx").write_bytes(b"\x00" + (model_dir / "model.onnx").read_bytes())
     env = {**os.environ, "MLSP_MODEL_DIR": str(model_dir), "MLSP_PORT": str(_free_port())}
-    proc = subprocess.run([sys.executable, "-m", "patterns.web_single.app"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "patterns.web_single.app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "sha256 mismatch" in proc.stdout
 

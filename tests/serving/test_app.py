@@ -63,19 +63,23 @@ def test_request_id_is_echoed_or_minted(client: TestClient) -> None:
     assert len(minted) == 36 and minted[14] == "4"  # a full UUID4
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"instances": [[5.1, 3.5, 1.4]]}, "instances[0]"),
-    ({"instances": [ROW, [5.1, 3.5, 1.4, "x"]]}, "instances[1][3]"),
-    ({"instances": [[5.1, 3.5, "1.4", 0.2]]}, "instances[0][2]"),
-    ({"instances": []}, "instances"),
-    ({"instances": [ROW] * 9}, "instances"),
-    ({"instances": [[5.1, 3.5, 1.4, True]]}, "instances[0][3]"),
-    ({"instances": [[5.1, 3.5, 1.4, 1e39]]}, "instances[0][3]"),
-    ({"rows": [ROW]}, "instances"),
-    ({"instances": ROW}, "instances[0]"),
-])
-def test_invalid_input_is_422_naming_the_field(client: TestClient, payload: object,
-                                               field: str) -> None:
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"instances": [[5.1, 3.5, 1.4]]}, "instances[0]"),
+        ({"instances": [ROW, [5.1, 3.5, 1.4, "x"]]}, "instances[1][3]"),
+        ({"instances": [[5.1, 3.5, "1.4", 0.2]]}, "instances[0][2]"),
+        ({"instances": []}, "instances"),
+        ({"instances": [ROW] * 9}, "instances"),
+        ({"instances": [[5.1, 3.5, 1.4, True]]}, "instances[0][3]"),
+        ({"instances": [[5.1, 3.5, 1.4, 1e39]]}, "instances[0][3]"),
+        ({"rows": [ROW]}, "instances"),
+        ({"instances": ROW}, "instances[0]"),
+    ],
+)
+def test_invalid_input_is_422_naming_the_field(
+    client: TestClient, payload: object, field: str
+) -> None:
     resp = client.post("/predict", json=payload)
     assert resp.status_code == 422, resp.text
     err = error(resp)
@@ -112,8 +116,12 @@ def test_metadata_and_metrics(client: TestClient) -> None:
     assert "golden" not in meta and meta["max_batch"] == 8
     client.post("/predict", json={"instances": [ROW]})
     text = client.get("/metrics").text
-    for name in ("mlsp_requests_total", "mlsp_request_duration_seconds",
-                 "mlsp_inference_duration_seconds", "mlsp_model_info"):
+    for name in (
+        "mlsp_requests_total",
+        "mlsp_request_duration_seconds",
+        "mlsp_inference_duration_seconds",
+        "mlsp_model_info",
+    ):
         assert name in text
     assert 'route="/predict"' in text and f'version="{meta["version"]}"' in text
 
@@ -154,11 +162,13 @@ def test_image_prediction_for_a_digits_model(data_dir: Path) -> None:
         hits = 0
         for i in range(0, 100, 10):
             img = Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize(
-                (64, 64), Image.Resampling.NEAREST)
+                (64, 64), Image.Resampling.NEAREST
+            )
             buf = io.BytesIO()
             img.save(buf, format="PNG")
-            resp = c.post("/predict/image", content=buf.getvalue(),
-                          headers={"Content-Type": "image/png"})
+            resp = c.post(
+                "/predict/image", content=buf.getvalue(), headers={"Content-Type": "image/png"}
+            )
             assert resp.status_code == 200, resp.text
             assert resp.json()["preprocess_version"] == "1"
             hits += resp.json()["predictions"][0]["label"] == str(digits.target[i])
@@ -176,6 +186,7 @@ def test_outlier_model_returns_scores(data_dir: Path) -> None:
 
 # --- Open Inference Protocol v2 conformance ---------------------------------------------
 
+
 def test_oip_health_and_metadata(client: TestClient) -> None:
     assert client.get("/v2").json()["name"] == "ml-system-patterns"
     assert client.get("/v2/health/live").status_code == 200
@@ -192,8 +203,12 @@ def test_oip_health_and_metadata(client: TestClient) -> None:
 
 def test_oip_infer_round_trip_matches_predict(client: TestClient) -> None:
     rows = [ROW, [6.3, 3.4, 5.6, 2.4]]
-    req = {"id": "r1", "inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32",
-                                   "data": [v for r in rows for v in r]}]}
+    req = {
+        "id": "r1",
+        "inputs": [
+            {"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [v for r in rows for v in r]}
+        ],
+    }
     resp = client.post("/v2/models/iris-svc/infer", json=req)
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -210,16 +225,20 @@ def test_oip_infer_round_trip_matches_predict(client: TestClient) -> None:
     assert [o["name"] for o in one.json()["outputs"]] == ["label"]
 
 
-@pytest.mark.parametrize(("tensor", "field"), [
-    ({"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": ROW}, "inputs[0].name"),
-    ({"name": "X", "shape": [1, 3], "datatype": "FP32", "data": ROW[:3]}, "inputs[0].shape"),
-    ({"name": "X", "shape": [2, 4], "datatype": "FP32", "data": ROW}, "inputs[0].data"),
-    ({"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ROW}, "inputs[0].datatype"),
-    ({"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "3", 4]},
-     "inputs[0].data"),
-])
-def test_oip_bad_tensors_are_422(client: TestClient, tensor: dict[str, object],
-                                 field: str) -> None:
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        ({"name": "Y", "shape": [1, 4], "datatype": "FP32", "data": ROW}, "inputs[0].name"),
+        ({"name": "X", "shape": [1, 3], "datatype": "FP32", "data": ROW[:3]}, "inputs[0].shape"),
+        ({"name": "X", "shape": [2, 4], "datatype": "FP32", "data": ROW}, "inputs[0].data"),
+        ({"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ROW}, "inputs[0].datatype"),
+        (
+            {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "3", 4]},
+            "inputs[0].data",
+        ),
+    ],
+)
+def test_oip_bad_tensors_are_422(client: TestClient, tensor: dict[str, object], field: str) -> None:
     resp = client.post("/v2/models/iris-svc/infer", json={"inputs": [tensor]})
     assert resp.status_code == 422, resp.text
     assert error(resp)["field"] == field

@@ -33,8 +33,9 @@ def test_non_image_is_415() -> None:
 
 def test_oversize_bytes_and_pixels_are_413() -> None:
     with pytest.raises(PayloadTooLarge):
-        preprocessing.preprocess_image(b"\x89PNG\r\n\x1a\n" + b"0" * 100, max_bytes=50,
-                                       max_side=4096)
+        preprocessing.preprocess_image(
+            b"\x89PNG\r\n\x1a\n" + b"0" * 100, max_bytes=50, max_side=4096
+        )
     big = encode(np.zeros((10, 5000)), "PNG")
     with pytest.raises(PayloadTooLarge, match="5000x10"):
         preprocessing.preprocess_image(big, **LIMITS)
@@ -66,10 +67,15 @@ def test_digits_scaled_to_64px_keep_their_label(data_dir: Path) -> None:
     model = OnnxModel.load(data_dir / "models" / "digits-lr")
     digits = load_digits()
     idx = np.arange(0, len(digits.images), 5)
-    rows = [preprocessing.preprocess_image(
-        encode(digits.images[i] * 255 / 16, "PNG", (64, 64)), **LIMITS) for i in idx]
-    direct = [preprocessing.to_features(digits.images[i].astype(np.float32) * 255 / 16)
-              for i in idx]
+    rows = [
+        preprocessing.preprocess_image(
+            encode(digits.images[i] * 255 / 16, "PNG", (64, 64)), **LIMITS
+        )
+        for i in idx
+    ]
+    direct = [
+        preprocessing.to_features(digits.images[i].astype(np.float32) * 255 / 16) for i in idx
+    ]
     pred_png = model.predict(np.stack(rows)).class_ids
     pred_direct = model.predict(np.stack(direct)).class_ids
     assert np.mean(pred_png == pred_direct) >= 0.95

@@ -16,16 +16,18 @@ def _model(data_dir: Path, name: str) -> OnnxModel:
 def test_invariance_small_sepal_noise_keeps_a_clear_setosa(data_dir: Path) -> None:
     model = _model(data_dir, "iris-svc")
     base = np.array([5.0, 3.4, 1.5, 0.2], dtype=np.float32)
-    rows = np.stack([base + np.array([d, -d, 0, 0], dtype=np.float32)
-                     for d in (-0.1, -0.05, 0, 0.05, 0.1)])
+    rows = np.stack(
+        [base + np.array([d, -d, 0, 0], dtype=np.float32) for d in (-0.1, -0.05, 0, 0.05, 0.1)]
+    )
     assert set(model.predict(rows).class_ids.tolist()) == {0}
 
 
 def test_direction_longer_petals_raise_virginica(data_dir: Path) -> None:
     model = _model(data_dir, "iris-svc")
-    rows = np.array([[6.3, 2.9, p, w] for p, w in
-                     [(1.5, 0.2), (3.5, 1.0), (4.5, 1.5), (5.5, 2.0), (6.5, 2.4)]],
-                    dtype=np.float32)
+    rows = np.array(
+        [[6.3, 2.9, p, w] for p, w in [(1.5, 0.2), (3.5, 1.0), (4.5, 1.5), (5.5, 2.0), (6.5, 2.4)]],
+        dtype=np.float32,
+    )
     out = model.predict(rows)
     virginica = out.scores[:, 2]
     assert out.class_ids[0] == 0 and out.class_ids[-1] == 2

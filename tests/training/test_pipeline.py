@@ -29,7 +29,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> TrainingSettings:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_exports_with_parity_and_a_complete_card(
-        exported: TrainingSettings, name: str) -> None:
+    exported: TrainingSettings, name: str
+) -> None:
     spec = get_spec(name)
     folder = step_dirs(spec, exported)["export"]
     card = json.loads((folder / "model.json").read_text())
@@ -48,8 +49,9 @@ def test_every_model_exports_with_parity_and_a_complete_card(
 
 
 def test_outlier_model_flags_shifted_rows(exported: TrainingSettings) -> None:
-    card = json.loads((step_dirs(get_spec("iris-ocsvm"), exported)["export"]
-                       / "model.json").read_text())
+    card = json.loads(
+        (step_dirs(get_spec("iris-ocsvm"), exported)["export"] / "model.json").read_text()
+    )
     assert card["task"] == "outlier" and card["labels"] == ["inlier", "outlier"]
     assert card["metrics"]["shifted_detection_rate"] > 0.9
     assert 0.0 < card["reference"]["outlier_rate"] < 0.25
