@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import uvicorn
 
+from serving.middleware import read_asgi_body
 from serving.model import OnnxModel
 from serving.settings import get_settings
 
@@ -28,12 +29,7 @@ _HEADERS = [(b"content-type", b"application/json")]
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_asgi_body(receive, 1 << 20, None)
     if scope["path"] == "/predict":
         x = np.asarray(orjson.loads(body)["instances"], dtype=np.float32)
         out = _model.predict(x)

@@ -35,11 +35,10 @@ from serving.errors import (
     InvalidInput,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     field_path,
 )
 from serving.logs import AccessLog
-from serving.middleware import FastHandler, FastRoute, RequestContextMiddleware
+from serving.middleware import FastHandler, FastRoute, RequestContextMiddleware, read_asgi_body
 from serving.model import OnnxModel, Prediction
 from serving.schemas import (
     PREDICT_ADAPTER,
@@ -73,17 +72,10 @@ def request_id(request: Request) -> str | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes `limit` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}", field="body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", field="body")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    declared = request.headers.get("content-length", "")
+    return await read_asgi_body(
+        request.receive, limit, int(declared) if declared.isdigit() else None
+    )
 
 
 def invalid_from_pydantic(exc: ValidationError | RequestValidationError) -> ApiError:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 GOLDEN_ATOL = 1e-4
 """Golden outputs are recorded from ONNX Runtime itself; this absorbs CPU-kernel differences."""
@@ -97,7 +97,10 @@ def read_card(model_dir: Path) -> ModelCard:
     card_path = model_dir / "model.json"
     if not card_path.is_file() or not (model_dir / "model.onnx").is_file():
         raise ModelMissing(f"no model.onnx + model.json in {model_dir}")
-    return ModelCard.model_validate_json(card_path.read_bytes())
+    try:
+        return ModelCard.model_validate_json(card_path.read_bytes())
+    except ValidationError as exc:
+        raise ModelError(f"{card_path} is not a valid model card: {exc}") from exc
 
 
 class OnnxModel:

@@ -90,6 +90,10 @@ class ServiceState:
             except ModelError as exc:
                 self._die(f"model rejected: {exc}")
                 return
+            except Exception as exc:  # never leave readiness stuck at "loading"
+                log.exception("model load failed")
+                self._die(f"model load failed: {exc!r}")
+                return
             break
         card = model.card
         self.model, self.load_error = model, None

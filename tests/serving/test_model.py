@@ -38,3 +38,9 @@ def test_wrong_golden_output_fails_self_test(model_copy: Path) -> None:
     (model_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="golden example 0"):
         OnnxModel.load(model_copy).self_test()
+
+
+def test_invalid_card_is_a_model_error(model_copy: Path) -> None:
+    (model_copy / "model.json").write_text('{"name": "iris-svc"}')
+    with pytest.raises(ModelError, match="not a valid model card"):
+        OnnxModel.load(model_copy)
