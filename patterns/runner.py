@@ -127,16 +127,17 @@ class Stack:
         return proc
 
     def stop(self, grace: float = 25.0) -> None:
+        """SIGTERM each process group, wait, then SIGKILL what is left (grandchildren too)."""
         for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for _, proc in reversed(self.procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait()
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -190,11 +191,13 @@ def ensure_postgres(stack: Stack) -> str:
             + (" (the runner does not start PostgreSQL as root)" if initdb else "")
         )
     pgdata, port = stack.workdir / "pgdata", free_port()
-    subprocess.run(
+    done = subprocess.run(
         [initdb, "-D", str(pgdata), "-U", "postgres", "--auth=trust"],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise RunnerError(f"initdb failed: {done.stderr[-2000:]}")
     proc = stack.spawn(
         "postgres",
         [

@@ -165,7 +165,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": request_id(request)})
-        return json_response(ApiError("internal error").body(request_id(request)), 500)
+        rid = request_id(request)
+        return json_response(
+            ApiError("internal error").body(rid), 500, {"X-Request-ID": rid} if rid else None
+        )
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -255,8 +258,12 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
         if model.card.preprocess is None:
             raise NotFound(f"{model.card.name} takes feature rows, not images: use POST /predict")
         data = await read_body(request, s.max_image_bytes)
-        x = preprocessing.preprocess_image(
-            data, max_bytes=s.max_image_bytes, max_side=s.max_image_side
+        # Decoding a large image takes milliseconds: keep it off the event loop.
+        x = await asyncio.to_thread(
+            preprocessing.preprocess_image,
+            data,
+            max_bytes=s.max_image_bytes,
+            max_side=s.max_image_side,
         )
         out = await infer(state, model, x.reshape(1, -1))
         body = prediction_body(request_id(request), model, out)

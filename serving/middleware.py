@@ -137,8 +137,24 @@ class RequestContextMiddleware:
 
             try:
                 await self.app(scope, receive, send_with_id)
+            except BaseException:
+                status = 500  # an unhandled error: still counted and logged below
+                raise
             finally:
                 path = getattr(scope.get("route"), "path", "unmatched")
+                self._finish(scope, path, status, started, request_id, log_extra)
+            return
+        self._finish(scope, path, status, started, request_id, log_extra)
+
+    def _finish(
+        self,
+        scope: Scope,
+        path: str,
+        status: int,
+        started: float,
+        request_id: str,
+        log_extra: dict[str, Any],
+    ) -> None:
         elapsed = time.perf_counter() - started
         self._observe(path, status, elapsed)
         if self.access_log is not None:

@@ -88,7 +88,12 @@ def _flatten(data: list[Any], field: str, limit: int) -> list[float]:
         elif isinstance(item, list):
             stack.append(iter(item))
         elif isinstance(item, int | float) and not isinstance(item, bool):
-            flat.append(float(item))
+            try:
+                flat.append(float(item))
+            except OverflowError:
+                raise InvalidInput(
+                    [(field, f"element {len(flat)} is outside the float32 range")]
+                ) from None
             if len(flat) > limit:
                 raise InvalidInput([(field, f"more than {limit} values")])
         else:
@@ -212,6 +217,8 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
             )
         width = card.n_features
         shape = tensor.shape if len(tensor.shape) == 2 else [1, tensor.shape[0]]
+        if shape[0] == 0:
+            raise InvalidInput([("inputs[0].shape", "the batch must hold at least one row")])
         if shape[1] != width:
             raise InvalidInput([("inputs[0].shape", f"expected [n, {width}], got {tensor.shape}")])
         flat = _flatten(tensor.data, "inputs[0].data", s.max_batch * width)

@@ -58,13 +58,9 @@ def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
                     field="body",
                 )
             return image.convert("L")
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise PayloadTooLarge(f"image has too many pixels: {exc}", field="body") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"cannot decode the {fmt} image: {exc}", field="body") from exc
 
 

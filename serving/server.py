@@ -64,7 +64,7 @@ def serve(app: FastAPI, settings: ServingSettings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
         timeout_keep_alive=5,
     )
     server = GracefulServer(config, state, settings.drain_delay_seconds)

@@ -42,7 +42,7 @@ class ServingSettings(BaseSettings):
     """How long to wait for a missing model file before exiting non-zero."""
     drain_delay_seconds: float = Field(5.0, ge=0)
     """After SIGTERM: seconds of still serving (with /readyz failing) before draining."""
-    graceful_timeout_seconds: float = Field(20.0, ge=0)
+    graceful_timeout_seconds: int = Field(20, ge=0)
     """After the delay: most seconds to wait for in-flight requests."""
     fast_path: bool = True
     """Serve POST /predict from the raw-ASGI fast path (same handler, no framework routing)."""

@@ -24,7 +24,7 @@ from typing import Any
 log = logging.getLogger("training")
 
 MANIFEST = "manifest.json"
-_CODE_ROOTS = ("training", "serving/preprocessing.py")
+_CODE_ROOTS = ("training", "serving/preprocessing.py", "serving/model.py")
 
 
 def hash_tree(path: Path) -> str:

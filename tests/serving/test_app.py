@@ -242,3 +242,31 @@ def test_oip_bad_tensors_are_422(client: TestClient, tensor: dict[str, object], 
     resp = client.post("/v2/models/iris-svc/infer", json={"inputs": [tensor]})
     assert resp.status_code == 422, resp.text
     assert error(resp)["field"] == field
+
+
+def test_oip_empty_batch_and_huge_integer_are_422(client: TestClient) -> None:
+    empty = {"inputs": [{"name": "X", "shape": [0, 4], "datatype": "FP32", "data": []}]}
+    resp = client.post("/v2/models/iris-svc/infer", json=empty)
+    assert resp.status_code == 422 and error(resp)["field"] == "inputs[0].shape"
+    huge = (
+        b'{"inputs":[{"name":"X","shape":[1,4],"datatype":"INT64","data":[1,2,3,1'
+        + b"0" * 400
+        + b"]}]}"
+    )
+    resp = client.post("/v2/models/iris-svc/infer", content=huge)
+    assert resp.status_code == 422 and error(resp)["field"] == "inputs[0].data"
+
+
+def test_unhandled_errors_are_counted_and_carry_the_request_id(iris_dir: Path) -> None:
+    def boom(app: object, state: object) -> None:
+        @app.get("/boom")  # type: ignore[attr-defined,misc]
+        async def fail() -> None:
+            raise RuntimeError("bug")
+
+    settings = ServingSettings(model_dir=iris_dir, access_log=False, service="boom-test")
+    with TestClient(create_app(settings, extend=boom), raise_server_exceptions=False) as c:
+        resp = c.get("/boom", headers={"X-Request-ID": "r-500"})
+        assert resp.status_code == 500 and resp.headers["x-request-id"] == "r-500"
+        assert error(resp)["code"] == "internal"
+        text = c.get("/metrics").text
+        assert 'mlsp_requests_total{route="/boom",service="boom-test",status="500"}' in text

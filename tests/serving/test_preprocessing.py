@@ -80,3 +80,9 @@ def test_digits_scaled_to_64px_keep_their_label(data_dir: Path) -> None:
     pred_direct = model.predict(np.stack(direct)).class_ids
     assert np.mean(pred_png == pred_direct) >= 0.95
     assert np.mean(pred_png == digits.target[idx]) >= 0.9
+
+
+def test_decompression_bomb_is_413() -> None:
+    bomb = encode(np.zeros((10000, 10000)), "PNG")
+    with pytest.raises(PayloadTooLarge):
+        preprocessing.preprocess_image(bomb, max_bytes=5 << 20, max_side=20000)
