@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from patterns.runner import free_port
+from patterns.runner import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = '{"instances":[[5.1,3.5,1.4,0.2]]}'
@@ -96,11 +94,8 @@ def bench_server(
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if answers(f"{url}/readyz"):
+                break
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 raise RuntimeError(f"{name} did not start:\n{log.read().decode()[-2000:]}")

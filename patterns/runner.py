@@ -86,6 +86,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def answers(url: str) -> bool:
+    """True when GET `url` answers 200 within a second."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _wait(
     check: object,
     what: str,
@@ -251,13 +259,7 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
     )
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait(healthy, "mlflow server", 90, proc, log)
+    _wait(lambda: answers(f"{url}/health"), "mlflow server", 90, proc, log)
     return url
 
 
@@ -364,14 +366,8 @@ def start_pattern(
                 continue
             ready_url = urls[proc.name] + proc.ready_path
 
-            def ready(u: str = ready_url) -> bool:
-                try:
-                    return httpx.get(u, timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
             _wait(
-                ready,
+                lambda u=ready_url: answers(u),
                 f"{pattern.id}/{proc.name}",
                 ready_timeout,
                 running.proc(proc.name),
