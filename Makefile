@@ -5,9 +5,16 @@ UV ?= uv
 SECONDS ?= 10
 USERS ?= 20
 HOST ?=
+TARGET ?= local
+# container builds: where no registry or the default TLS trust works (CI here), set
+# BASE_IMAGE=localhost/python-base:3.11 (kube/make-base-image.sh) and a CA mount in BUILD_FLAGS
+BASE_IMAGE ?=
+BUILD_FLAGS ?=
+CLUSTER ?=
+export BASE_IMAGE BUILD_FLAGS CLUSTER
 
 .DEFAULT_GOAL := help
-.PHONY: help setup models run test test-fast lint format bench loadtest clean
+.PHONY: help setup models run test test-fast lint format bench loadtest build deploy undeploy verify clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,9 +53,25 @@ bench: ## web_single vs raw ASGI with wrk (2 cores: server on 0, wrk on 1)
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m bench.run --seconds $(SECONDS)
 
-loadtest: ## locust, headless: make loadtest PATTERN=web_single [HOST=http://...] [SECONDS=30]
+loadtest: ## locust: make loadtest PATTERN=x [TARGET=k8s | HOST=http://...] [SECONDS=30]
+	@$(if $(filter local,$(TARGET)),$(MAKE) --no-print-directory data/models/iris-svc/model.json)
+	$(PY) -m bench.loadtest $(PATTERN) --seconds $(SECONDS) --users $(USERS) $(if $(HOST),--host $(HOST)) $(if $(filter k8s,$(TARGET)),--kubernetes)
+
+build: ## container images: make build [PATTERN=x] (all images without PATTERN)
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
-	$(PY) -m bench.loadtest $(PATTERN) --seconds $(SECONDS) --users $(USERS) $(if $(HOST),--host $(HOST))
+	$(PY) -m kube build $(if $(filter command line,$(origin PATTERN)),--pattern $(PATTERN)) $(if $(MODEL_URI),--model-uri $(MODEL_URI))
+
+deploy: ## kind or minikube [CLUSTER=kind|minikube]: build, load, apply, wait; make deploy PATTERN=x
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m kube deploy $(PATTERN)
+
+undeploy: ## delete a deployed pattern: make undeploy PATTERN=x
+	$(PY) -m kube undeploy $(PATTERN)
+
+verify: ## container tier: build images, smoke them, validate overlays, podman kube play
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	./kube/ci-setup.sh
+	$(PY) -m kube verify
 
 clean: ## remove generated data (models, MLflow store, pipeline cache) and caches
 	rm -rf data bench-results .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """`make loadtest`: run a pattern's locustfile headless, bounded in users and time.
 
-Without --host the pattern is started locally by the runner; with --host (for instance a
-`kubectl port-forward` to a deployed pattern) that address is used. Results: bench-results/.
+Without --host the pattern is started locally by the runner; with --host that address is used;
+with --kubernetes a `kubectl port-forward` to the deployed pattern's Service. Results:
+bench-results/.
 
     python -m bench.loadtest web_single --seconds 30 --users 20
 """
@@ -51,12 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("pattern")
     parser.add_argument("--host", help="target base URL (default: start the pattern locally)")
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="target the deployed pattern through `kubectl port-forward` (make deploy first)",
+    )
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--users", type=int, default=20)
     args = parser.parse_args(argv)
     pattern = load(args.pattern)
     if args.host:
         return locust(pattern.id, args.host, args.seconds, args.users)
+    if args.kubernetes:
+        from kube.deploy import port_forward
+
+        with port_forward(pattern.id) as url:
+            return locust(pattern.id, url, args.seconds, args.users)
     with start_pattern(pattern.id) as run:
         return locust(pattern.id, run.url(), args.seconds, args.users)
 

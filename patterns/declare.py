@@ -8,6 +8,10 @@ same environment variable names. Env values are templates the runner fills in:
     {url:PROC}     base URL of another process of the same pattern
     {redis} {postgres} {mlflow}   URL of a dependency (used if reachable, else started)
     {data}         the data folder
+    {workdir}      a scratch folder private to this run (an emptyDir on Kubernetes)
+
+A process with `init=True` runs to completion, in order, before the others start, like a
+Kubernetes initContainer; a non-zero exit stops the pattern.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class Process:
     port: int | None = 8000
     """Container port; None for a process that serves no HTTP. Locally a free port is used."""
     ready_path: str = "/readyz"
+    init: bool = False
+    """Run to completion before the other processes (a Kubernetes initContainer)."""
 
     @property
     def command(self) -> list[str]:

@@ -94,6 +94,10 @@ def answers(url: str) -> bool:
         return False
 
 
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+
+
 def _wait(
     check: object,
     what: str,
@@ -106,11 +110,9 @@ def _wait(
         if callable(check) and check():
             return
         if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RunnerError(f"{what} exited with code {proc.returncode}\n{tail}")
+            raise RunnerError(f"{what} exited with code {proc.returncode}\n{_tail(log)}")
         time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise RunnerError(f"{what} not ready after {timeout:.0f} s\n{tail}")
+    raise RunnerError(f"{what} not ready after {timeout:.0f} s\n{_tail(log)}")
 
 
 @dataclass
@@ -266,6 +268,18 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
 # --- patterns -----------------------------------------------------------------------------
 
 
+def _wait_exit(proc: subprocess.Popen[bytes], what: str, timeout: float, log: Path) -> None:
+    """Wait for an init process; raise unless it exits 0 in time."""
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code == 0:
+        return
+    state = "still running" if code is None else f"exited with code {code}"
+    raise RunnerError(f"init process {what} {state} after {timeout:.0f} s\n{_tail(log)}")
+
+
 @dataclass
 class RunningPattern:
     pattern: Pattern
@@ -275,7 +289,7 @@ class RunningPattern:
     stack: Stack
 
     def url(self, process: str | None = None) -> str:
-        return self.urls[process or self.pattern.processes[0].name]
+        return self.urls[process] if process else next(iter(self.urls.values()))
 
     def proc(self, process: str) -> subprocess.Popen[bytes]:
         return dict(self.stack.procs)[process]
@@ -288,6 +302,7 @@ def render_env(
     ports: Mapping[str, int],
     deps: Mapping[str, str],
     data_dir: Path,
+    workdir: Path | None = None,
 ) -> dict[str, str]:
     def fill(match: re.Match[str]) -> str:
         kind, arg = match.group(1), match.group(2)
@@ -304,6 +319,8 @@ def render_env(
             return deps[kind]
         if kind == "data":
             return str(data_dir.resolve())
+        if kind == "workdir" and workdir is not None:
+            return str(workdir.resolve())
         raise RunnerError(f"{pattern.id}/{proc.name}: unknown template {match.group(0)}")
 
     return {k: _TEMPLATE.sub(fill, v) for k, v in proc.env.items()}
@@ -319,6 +336,7 @@ def start_pattern(
     log_dir: Path | None = None,
     foreground: bool = False,
     ready_timeout: float = 60.0,
+    init_timeout: float = 180.0,
 ) -> Iterator[RunningPattern]:
     """Start every process of a pattern and wait until each /readyz answers 200."""
     pattern = load(name)
@@ -337,7 +355,7 @@ def start_pattern(
                 deps[dep] = ensure_mlflow(stack, data_dir)
         ports: dict[str, int] = {}
         for i, proc in enumerate(pattern.processes):
-            if proc.port is not None:
+            if proc.port is not None and not proc.init:
                 wanted = first_port + i if first_port else None
                 ports[proc.name] = (
                     wanted if wanted and not port_open("127.0.0.1", wanted) else free_port()
@@ -352,17 +370,26 @@ def start_pattern(
                 "MLSP_HOST": "127.0.0.1",
                 "MLSP_DRAIN_DELAY_SECONDS": "0",
                 "MLSP_DATA_DIR": str(data_dir.resolve()),
-                **render_env(proc, pattern=pattern, ports=ports, deps=deps, data_dir=data_dir),
+                **render_env(
+                    proc,
+                    pattern=pattern,
+                    ports=ports,
+                    deps=deps,
+                    data_dir=data_dir,
+                    workdir=workdir,
+                ),
                 **(env or {}),
             }
-            if proc.port is not None:
+            if proc.port is not None and not proc.init:
                 proc_env["MLSP_PORT"] = str(ports[proc.name])
             logs[proc.name] = log_dir / f"{pattern.id}-{proc.name}.log"
             out = None if foreground else logs[proc.name].open("wb")
-            stack.spawn(proc.name, [sys.executable, "-m", proc.module], proc_env, out)
+            child = stack.spawn(proc.name, [sys.executable, "-m", proc.module], proc_env, out)
+            if proc.init:
+                _wait_exit(child, f"{pattern.id}/{proc.name}", init_timeout, logs[proc.name])
         running = RunningPattern(pattern, urls, deps, logs, stack)
         for proc in pattern.processes:
-            if proc.port is None:
+            if proc.port is None or proc.init:
                 continue
             ready_url = urls[proc.name] + proc.ready_path
 

@@ -9,6 +9,7 @@ signal exits at once. A fatal model error exits 1.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from types import FrameType
 
@@ -81,3 +82,14 @@ def serve(app: FastAPI, settings: ServingSettings) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def serve_model(pattern: str) -> int:
+    """Entry point of a single-model server: the §0 API for the model in MLSP_MODEL_DIR.
+    `pattern` is the default of MLSP_PATTERN (the pattern named in logs)."""
+    from serving.app import create_app
+    from serving.settings import get_settings
+
+    os.environ.setdefault("MLSP_PATTERN", pattern)
+    settings = get_settings()
+    return serve(create_app(settings), settings)

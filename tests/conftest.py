@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from patterns import runner
 from training.catalog import get_spec
 from training.pipeline import run_model
+from training.register import PRODUCTION, promote
 from training.settings import TrainingSettings
 
 SERVED_MODELS = ("iris-svc", "iris-ocsvm", "digits-lr")
@@ -22,6 +26,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = TrainingSettings(data_dir=root)
     for name in SERVED_MODELS:
         run_model(get_spec(name), settings)
+        promote(name, settings)
     return root
 
 
@@ -36,3 +41,53 @@ def model_copy(iris_dir: Path, tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "iris-svc"
     shutil.copytree(iris_dir, target)
     yield target
+
+
+@dataclass
+class Registry:
+    """A real MLflow server (sqlite store, proxied artifacts) with iris-svc versions 1 and 2."""
+
+    url: str
+    store: Path
+    train_dir: Path
+    versions: dict[int, str]
+    """seed -> registry version"""
+
+    def settings(self, seed: int = 0) -> TrainingSettings:
+        return TrainingSettings(data_dir=self.train_dir, seed=seed, mlflow_tracking_uri=self.url)
+
+    def register(self, seed: int) -> str:
+        version = run_model(get_spec("iris-svc"), self.settings(seed))
+        assert version is not None
+        self.versions[seed] = version
+        return version
+
+    def set_alias(self, alias: str, version: str) -> None:
+        promote("iris-svc", self.settings(), version, alias)
+
+    def artifact(self, version: str, name: str = "model.onnx") -> Path:
+        """The file the server stores for `version` (to tamper with)."""
+        from mlflow.tracking import MlflowClient
+
+        source = MlflowClient(self.url).get_model_version("iris-svc", version).source
+        assert source.startswith("mlflow-artifacts:/"), source
+        return self.store / "artifacts" / source.removeprefix("mlflow-artifacts:/") / name
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """iris-svc v1 (seed 0) and v2 (seed 1) registered over HTTP; @production -> v2."""
+    root = tmp_path_factory.mktemp("registry")
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    stack = runner.Stack(root)
+    try:
+        url = runner.ensure_mlflow(stack, root / "server")
+        reg = Registry(url, (root / "server" / "mlflow"), root / "train", {})
+        reg.register(0)
+        reg.register(1)
+        reg.set_alias(PRODUCTION, reg.versions[1])
+        yield reg
+    finally:
+        stack.stop()
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "promote":
             p.add_argument("--version", help="registry version (default: the candidate)")
             p.add_argument("--alias", default=PRODUCTION)
+        if name == "run":
+            p.add_argument(
+                "--promote",
+                action="store_true",
+                help="then point @production at the registered version (a cluster's first models)",
+            )
     sub.add_parser("list")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -65,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         version = run_model(get_spec(name), settings, until=until)
         if version is not None:
             print(f"{name}: registered version {version} (@candidate)")
+            if args.command == "run" and args.promote:
+                promote(name, settings, version)
+                print(f"{name}@{PRODUCTION} -> version {version}")
     return 0
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,28 @@ ARTIFACT_PATH = "model"
 
 def _client(settings: TrainingSettings) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:"):
         (settings.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _run_tags(spec: ModelSpec, card: dict[str, Any], step_dirs: dict[str, Path]) -> dict[str, str]:
+    return {
+        "model": spec.name,
+        "git_sha": card["git_sha"],
+        "code_sha": code_sha(),
+        "data_hash": card["data_hash"],
+        "sha256": card["sha256"],
+        **{f"step.{k}": hash_tree(v) for k, v in step_dirs.items()},
+        **{f"lib.{k}": v for k, v in card["libraries"].items()},
+    }
 
 
 def _experiment_id(client: Any, settings: TrainingSettings) -> str:
@@ -88,7 +103,7 @@ def materialise(export_dir: Path, card: dict[str, Any], target: Path) -> None:
 
 def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path]) -> str:
     """Register the exported artifact; returns the registry version."""
-    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
 
     client = _client(settings)
     export_dir = step_dirs["export"]
@@ -99,35 +114,36 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
     else:
         _ensure_registered_model(client, spec.name)
         experiment_id = _experiment_id(client, settings)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
-            mlflow.log_params({k: str(v) for k, v in card["params"].items()})
-            mlflow.log_metrics(card["metrics"])
-            mlflow.set_tags(
-                {
-                    "model": spec.name,
-                    "git_sha": card["git_sha"],
-                    "code_sha": code_sha(),
-                    "data_hash": card["data_hash"],
-                    "sha256": card["sha256"],
-                    **{f"step.{k}": hash_tree(v) for k, v in step_dirs.items()},
-                    **{f"lib.{k}": v for k, v in card["libraries"].items()},
-                }
+        # The client API, never mlflow's fluent API: mlflow.set_tracking_uri also exports
+        # MLFLOW_TRACKING_URI to the whole process, which would leak into the next caller.
+        run = client.create_run(experiment_id, run_name=spec.name)
+        run_id = run.info.run_id
+        status = "FAILED"
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in card["metrics"].items()],
+                params=[Param(k, str(v)) for k, v in card["params"].items()],
+                tags=[RunTag(k, str(v)) for k, v in _run_tags(spec, card, step_dirs).items()],
             )
             source = f"{run.info.artifact_uri}/{ARTIFACT_PATH}"
             mv = client.create_model_version(
-                spec.name, source, run_id=run.info.run_id, tags={"sha256": card["sha256"]}
+                spec.name, source, run_id=run_id, tags={"sha256": card["sha256"]}
             )
             version = str(mv.version)
             try:
                 card["version"] = version
-                card["mlflow_run_id"] = run.info.run_id
+                card["mlflow_run_id"] = run_id
                 with tempfile.TemporaryDirectory() as tmp:
                     shutil.copyfile(export_dir / "model.onnx", Path(tmp) / "model.onnx")
                     write_json(Path(tmp) / "model.json", card)
-                    mlflow.log_artifacts(tmp, artifact_path=ARTIFACT_PATH)
+                    client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_PATH)
             except BaseException:
                 client.delete_model_version(spec.name, version)
                 raise
+            status = "FINISHED"
+        finally:
+            client.set_terminated(run_id, status)
         log.info("register %s: version %s", spec.name, version)
     card["version"] = version
     client.set_registered_model_alias(spec.name, CANDIDATE, version)

@@ -15,7 +15,7 @@ import sys
 from fastapi import FastAPI
 
 from serving.app import create_app
-from serving.server import serve
+from serving.server import serve_model
 from serving.settings import ServingSettings, get_settings
 
 
@@ -23,10 +23,5 @@ def build(settings: ServingSettings | None = None) -> FastAPI:
     return create_app(settings or get_settings())
 
 
-def main() -> int:
-    settings = get_settings()
-    return serve(build(settings), settings)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_model("web_single"))

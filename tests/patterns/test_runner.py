@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("pattern_id", runner.pattern_ids())
 def test_every_declared_process_starts_and_becomes_ready(data_dir: Path, pattern_id: str) -> None:
     with start_pattern(pattern_id, data_dir=data_dir) as run:
-        assert set(run.urls) == {p.name for p in run.pattern.processes if p.port}
+        assert set(run.urls) == {p.name for p in run.pattern.processes if p.port and not p.init}
         for name, url in run.urls.items():
             assert httpx.get(f"{url}/readyz").status_code == 200, name
             assert httpx.get(f"{url}/livez").status_code == 200, name

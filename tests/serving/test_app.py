@@ -136,8 +136,13 @@ def test_openapi_documents_the_predict_body(client: TestClient) -> None:
 def test_readyz_is_503_until_the_model_appears(model_copy: Path, tmp_path: Path) -> None:
     target = tmp_path / "later"
     with client_for(target, model_wait_seconds=30) as c:
-        resp = c.get("/readyz")
-        assert resp.status_code == 503 and resp.json()["ready"] is False
+        deadline = time.monotonic() + 10
+        while True:  # the first look may land before the first load attempt has finished
+            resp = c.get("/readyz")
+            assert resp.status_code == 503 and resp.json()["ready"] is False
+            if "no model.onnx" in resp.json()["reasons"][0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert "no model.onnx" in resp.json()["reasons"][0]
         assert c.post("/predict", json={"instances": [ROW]}).status_code == 503
         model_copy.rename(target)

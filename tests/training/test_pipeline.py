@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,12 @@ def test_register_is_idempotent_and_promote_moves_the_alias(data_dir: Path) -> N
 
     settings = TrainingSettings(data_dir=data_dir)
     spec = get_spec("iris-svc")
-    client = MlflowClient(tracking_uri=settings.tracking_uri())
+    uri = settings.tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     first = client.get_model_version_by_alias("iris-svc", register.CANDIDATE).version
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
     assert run_model(spec, settings) == str(first)  # same artifact: same version
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # no process-wide side effect
     assert register.promote("iris-svc", settings) == str(first)
     mv = client.get_model_version_by_alias("iris-svc", register.PRODUCTION)
     assert str(mv.version) == str(first)

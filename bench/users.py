@@ -1,0 +1,53 @@
+"""Locust users shared by the patterns that serve iris behind the §0 API.
+
+A pattern's locustfile subclasses `IrisUser` (and may add tasks): varied iris rows, batches of
+1-32, some Open Inference Protocol v2 calls and some bad input that must be a 422.
+"""
+
+from __future__ import annotations
+
+import random
+
+from locust import FastHttpUser, between, task
+
+# Centres of the three iris classes; rows are drawn around them.
+CENTRES = [(5.0, 3.4, 1.5, 0.25), (5.9, 2.8, 4.3, 1.3), (6.6, 3.0, 5.6, 2.0)]
+
+
+def row() -> list[float]:
+    centre = random.choice(CENTRES)
+    return [round(max(0.1, v + random.gauss(0, 0.25)), 2) for v in centre]
+
+
+class IrisUser(FastHttpUser):
+    abstract = True
+    model = "iris-svc"
+    wait_time = between(0.0, 0.01)
+
+    @task(20)
+    def predict_one(self) -> None:
+        self.client.post("/predict", json={"instances": [row()]})
+
+    @task(4)
+    def predict_batch(self) -> None:
+        self.client.post(
+            "/predict", json={"instances": [row() for _ in range(random.randint(2, 32))]}
+        )
+
+    @task(2)
+    def oip_infer(self) -> None:
+        data = row()
+        self.client.post(
+            f"/v2/models/{self.model}/infer",
+            json={"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": data}]},
+        )
+
+    @task(1)
+    def bad_input_is_422(self) -> None:
+        with self.client.post(
+            "/predict", json={"instances": [[1.0, 2.0, 3.0]]}, catch_response=True
+        ) as resp:
+            if resp.status_code == 422:
+                resp.success()
+            else:
+                resp.failure(f"expected 422, got {resp.status_code}")

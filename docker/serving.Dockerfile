@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# The serving image: one image for every pattern (the pattern is the command the manifest
+# runs, e.g. `python -m patterns.web_single.app`). ONNX Runtime + FastAPI, no scikit-learn,
+# no MLflow client. Build from the repo root:  make build  (or podman/docker build -f ...).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+# binutils only for `strip` below; it stays in this stage
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && python3 -m pip install --no-cache-dir uv==0.13.9
+WORKDIR /src
+# dependencies first (from the lock file), sources later: a code change reuses this layer
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project --no-cache
+# Size (budget 250 MB): drop what serving never loads. The Python binding of ONNX Runtime
+# links the runtime statically; libonnxruntime.so is only for the C API (-28 MB). Test suites
+# and ORT's model tools, numpy's build tools and headers, type stubs, Pillow's AVIF decoder and
+# font renderer (images are opened as the sniffed PNG/JPEG only) are not used here. Debug
+# symbols of extension modules go, except in *.libs folders (auditwheel-patched ELF files must
+# not be stripped). Bytecode is written later, only for the modules a server imports.
+RUN site=$(echo /opt/venv/lib/python3*/site-packages) \
+ && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so.* "$site"/onnxruntime/tools \
+           "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization \
+           "$site"/numpy/distutils "$site"/numpy/f2py "$site"/numpy/_core/include \
+           "$site"/PIL/_avif.* "$site"/pillow.libs/libavif-* \
+           "$site"/PIL/_imagingft.* "$site"/pillow.libs/libfreetype-* "$site"/pillow.libs/libharfbuzz-* \
+ && find "$site" -name '*.pyi' -delete \
+ && find /opt/venv -name '*.dist-info' -prune -o -name tests -type d -prune -exec rm -rf {} + \
+ && find "$site" -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
+ && python3 -c "import sys; sys.path.insert(0, '$site'); import onnxruntime, numpy, uvloop, PIL.PngImagePlugin, PIL.JpegImagePlugin"
+
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="mlsp-serving" \
+      org.opencontainers.image.description="ml-system-patterns model server (any pattern)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/ml-system-patterns/ml-system-patterns"
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY serving/ serving/
+COPY patterns/ patterns/
+# bytecode for every module a server imports (root fs is read-only at run time, so Python
+# could not cache it then): fast start without compiling all of site-packages
+RUN /opt/venv/bin/python -c "import importlib, pkgutil, serving, patterns; \
+[importlib.import_module(m.name) for p in (serving, patterns) \
+ for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
+ if not m.name.endswith('locustfile')]"
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp MLSP_HOST=0.0.0.0 MLSP_PORT=8000 MLSP_MODEL_DIR=/models/iris-svc
+# numeric uid/gid: no useradd needed, and it satisfies runAsNonRoot
+USER 10001:10001
+EXPOSE 8000
+ENTRYPOINT ["python", "-m"]
+CMD ["patterns.web_single.app"]

@@ -1,0 +1,65 @@
+"""Containers and Kubernetes for ml-system-patterns.
+
+python -m kube build [--pattern P]   build the images P needs (all without --pattern)
+python -m kube check [P ...]         render overlays and validate them (no cluster)
+python -m kube render P              print the rendered overlay
+python -m kube deploy P              kind or minikube: build, load, apply, wait
+python -m kube undeploy P            delete what deploy applied (not the namespace)
+python -m kube verify                the container tier of CI (make verify)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kube import deploy, images, manifests, verify
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kube",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--pattern")
+    b.add_argument("--model-uri", default=images.MODEL_URI)
+    c = sub.add_parser("check")
+    c.add_argument("overlays", nargs="*")
+    for name in ("render", "deploy", "undeploy"):
+        sub.add_parser(name).add_argument("pattern")
+    sub.add_parser("verify", add_help=False, help="options: python -m kube verify --help")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify"]:
+        return verify.main(argv[1:])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            pattern = deploy.manifests_pattern(args.pattern) if args.pattern else None
+            for ref in images.build(pattern, model_uri=args.model_uri).values():
+                print(ref)
+        elif args.command == "check":
+            failed = 0
+            for overlay in args.overlays or manifests.overlays():
+                docs, errors = manifests.check_overlay(deploy.manifests_pattern(overlay))
+                print(f"{overlay}: {len(docs)} objects, {len(errors)} errors")
+                for e in errors:
+                    print(f"  ERROR {e}")
+                failed += bool(errors)
+            return 1 if failed else 0
+        elif args.command == "render":
+            print(manifests.render(deploy.manifests_pattern(args.pattern)), end="")
+        elif args.command == "deploy":
+            deploy.deploy(args.pattern)
+        elif args.command == "undeploy":
+            deploy.undeploy(args.pattern)
+    except (deploy.DeployError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""`make deploy|undeploy PATTERN=x` on kind or minikube, and a port-forward for load tests.
+
+deploy: build the pattern's images, load them into the cluster (as image archives, so podman
+and docker both work), render the overlay with the built tags, apply it, wait for every
+Deployment to roll out (kubernetes Python client), print how to reach the Service.
+Applying is left to `kubectl apply` (kustomize output, field ownership, pruning semantics);
+waiting and inspecting use the client because they need logic, not a one-liner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kube import images as img
+from kube import manifests
+from kube.play import with_images
+from patterns.runner import free_port
+
+Cluster = Literal["kind", "minikube"]
+NS = manifests.NAMESPACE
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def _out(cmd: list[str]) -> str:
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def detect_cluster(
+    env: dict[str, str] | None = None, run: Callable[[list[str]], str] = _out
+) -> tuple[Cluster, str]:
+    """(kind|minikube, cluster name) from CLUSTER, else the current kubectl context."""
+    env = dict(os.environ if env is None else env)
+    wanted = env.get("CLUSTER", "")
+    context = run(["kubectl", "config", "current-context"])
+    if wanted not in ("", "kind", "minikube"):
+        raise DeployError(f"CLUSTER={wanted!r}: use kind or minikube")
+    if wanted == "kind" or (not wanted and context.startswith("kind-")):
+        name = context.removeprefix("kind-") if context.startswith("kind-") else ""
+        return "kind", env.get("KIND_CLUSTER_NAME") or name or "kind"
+    if wanted == "minikube" or (not wanted and context == "minikube"):
+        return "minikube", env.get("MINIKUBE_PROFILE") or "minikube"
+    raise DeployError(
+        f"no kind or minikube context (current: {context or 'none'}). Start one "
+        "(`kind create cluster` or `minikube start`) or set CLUSTER=kind|minikube."
+    )
+
+
+def load_command(cluster: Cluster, name: str, archive: Path) -> list[str]:
+    if cluster == "kind":
+        return ["kind", "load", "image-archive", str(archive), "--name", name]
+    return ["minikube", "image", "load", str(archive), "--profile", name]
+
+
+def load_images(cluster: Cluster, name: str, refs: list[str]) -> None:
+    engine = img.engine()
+    with tempfile.TemporaryDirectory(prefix="mlsp-images-") as tmp:
+        for ref in refs:
+            archive = Path(tmp) / (ref.replace("/", "_").replace(":", "_") + ".tar")
+            print(f"load {ref} into {cluster} ({name})", flush=True)
+            subprocess.run([engine, "save", "-o", str(archive), ref], check=True)
+            subprocess.run(load_command(cluster, name, archive), check=True)
+
+
+def rendered(pattern: str, refs: dict[str, str]) -> list[manifests.Doc]:
+    return with_images(manifests.load(manifests.render(pattern)), refs)
+
+
+def apply(docs: list[manifests.Doc]) -> None:
+    jobs = [d["metadata"]["name"] for d in docs if d["kind"] == "Job"]
+    if jobs:  # a Job's pod template is immutable: rerun it (registration is idempotent)
+        subprocess.run(
+            ["kubectl", "-n", NS, "delete", "job", "--ignore-not-found", "--wait", *jobs],
+            check=True,
+        )
+    subprocess.run(
+        ["kubectl", "apply", "-f", "-"], input=yaml.safe_dump_all(docs), text=True, check=True
+    )
+
+
+def rollout_done(dep: Any) -> tuple[bool, str]:
+    """A Deployment (kubernetes client V1Deployment) has fully rolled out."""
+    want = dep.spec.replicas if dep.spec.replicas is not None else 1
+    st = dep.status
+    observed = (st.observed_generation or 0) >= (dep.metadata.generation or 0)
+    updated, available = st.updated_replicas or 0, st.available_replicas or 0
+    total = st.replicas or 0
+    state = f"{updated}/{want} updated, {available}/{want} available, {total} total"
+    return observed and updated == want and available == want and total == want, state
+
+
+def wait_rollout(
+    api: Any, names: list[str], timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Poll AppsV1Api.read_namespaced_deployment until every Deployment has rolled out."""
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    last: dict[str, str] = {}
+    while pending:
+        for name in list(pending):
+            done, state = rollout_done(api.read_namespaced_deployment(name, NS))
+            if state != last.get(name):
+                print(f"  {name}: {state}", flush=True)
+                last[name] = state
+            if done:
+                pending.remove(name)
+        if pending:
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"not rolled out after {timeout:.0f} s: {', '.join(pending)} "
+                    f"(kubectl -n {NS} get pods; kubectl -n {NS} describe deploy {pending[0]})"
+                )
+            sleep(2)
+
+
+def apps_api() -> Any:
+    from kubernetes import client, config
+
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.AppsV1Api()
+
+
+def service_name(pattern: str) -> str:
+    return pattern.replace("_", "-")
+
+
+def deploy(pattern: str, timeout: float = 600) -> None:
+    pattern = manifests_pattern(pattern)
+    cluster, name = detect_cluster()
+    for tool in ("kubectl", cluster):
+        if not shutil.which(tool):
+            raise DeployError(f"{tool} is not installed")
+    refs = img.build(pattern)
+    load_images(cluster, name, list(refs.values()))
+    docs = rendered(pattern, refs)
+    apply(docs)
+    deployments = [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"]
+    print(f"waiting for {', '.join(deployments)} to roll out", flush=True)
+    wait_rollout(apps_api(), deployments, timeout)
+    svc = service_name(pattern)
+    print(
+        f"\n{pattern} is running in namespace {NS} on {cluster}. Reach it with:\n"
+        f"  kubectl -n {NS} port-forward svc/{svc} 8000:8000\n"
+        f"  curl -s localhost:8000/predict -H 'content-type: application/json' "
+        f"-d '{{\"instances\":[[5.1,3.5,1.4,0.2]]}}'\n"
+        f"Load test through a port-forward: make loadtest PATTERN={pattern} TARGET=k8s\n"
+        f"Remove it: make undeploy PATTERN={pattern}"
+    )
+
+
+def undeploy(pattern: str) -> None:
+    """Delete the overlay's objects, keeping the shared namespace (other patterns live there)."""
+    pattern = manifests_pattern(pattern)
+    docs = [d for d in manifests.load(manifests.render(pattern)) if d["kind"] != "Namespace"]
+    subprocess.run(
+        ["kubectl", "delete", "--ignore-not-found", "-f", "-"],
+        input=yaml.safe_dump_all(docs),
+        text=True,
+        check=True,
+    )
+
+
+def manifests_pattern(name: str) -> str:
+    from patterns.runner import load
+
+    pattern = load(name).id
+    if pattern not in manifests.overlays():
+        raise DeployError(f"{pattern} has no overlay in manifests/patterns/ yet")
+    return pattern
+
+
+@contextlib.contextmanager
+def port_forward(pattern: str, port: int = 8000) -> Iterator[str]:
+    """`kubectl port-forward` to the pattern's Service; yields the local base URL."""
+    local = free_port()
+    svc = service_name(manifests_pattern(pattern))
+    proc = subprocess.Popen(
+        ["kubectl", "-n", NS, "port-forward", f"svc/{svc}", f"{local}:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), 1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise DeployError(f"port-forward to svc/{svc} failed: {err}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{local}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

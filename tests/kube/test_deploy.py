@@ -1,0 +1,112 @@
+"""make deploy's logic that needs no cluster: which cluster, how images get in, when a rollout
+is done. The Kubernetes API is the one thing that cannot exist here, so it is a fake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from kube import deploy
+from kube.deploy import DeployError
+
+
+def ctx(name: str) -> Any:
+    return lambda cmd: name if cmd[:3] == ["kubectl", "config", "current-context"] else ""
+
+
+def test_cluster_detection() -> None:
+    assert deploy.detect_cluster({}, ctx("kind-dev")) == ("kind", "dev")
+    assert deploy.detect_cluster({}, ctx("minikube")) == ("minikube", "minikube")
+    assert deploy.detect_cluster({"CLUSTER": "kind"}, ctx("")) == ("kind", "kind")
+    assert deploy.detect_cluster({"CLUSTER": "minikube", "MINIKUBE_PROFILE": "p"}, ctx("")) == (
+        "minikube",
+        "p",
+    )
+    with pytest.raises(DeployError, match="kind create cluster"):
+        deploy.detect_cluster({}, ctx("gke_prod"))
+    with pytest.raises(DeployError, match="use kind or minikube"):
+        deploy.detect_cluster({"CLUSTER": "k3s"}, ctx(""))
+
+
+def test_images_are_loaded_as_archives() -> None:
+    tar = Path("/tmp/x.tar")
+    assert deploy.load_command("kind", "dev", tar) == [
+        "kind",
+        "load",
+        "image-archive",
+        "/tmp/x.tar",
+        "--name",
+        "dev",
+    ]
+    assert deploy.load_command("minikube", "minikube", tar)[:3] == ["minikube", "image", "load"]
+
+
+def dep(
+    replicas: int, generation: int, observed: int, updated: int, available: int, total: int
+) -> Any:
+    return SimpleNamespace(
+        spec=SimpleNamespace(replicas=replicas),
+        metadata=SimpleNamespace(generation=generation),
+        status=SimpleNamespace(
+            observed_generation=observed,
+            updated_replicas=updated,
+            available_replicas=available,
+            replicas=total,
+        ),
+    )
+
+
+def test_rollout_is_done_only_when_every_new_replica_is_available() -> None:
+    assert deploy.rollout_done(dep(2, 3, 3, 2, 2, 2))[0]
+    assert not deploy.rollout_done(dep(2, 3, 2, 2, 2, 2))[0], "old generation observed"
+    assert not deploy.rollout_done(dep(2, 3, 3, 1, 2, 3))[0], "old pods still there"
+    assert not deploy.rollout_done(dep(2, 3, 3, 2, 1, 2))[0], "a new pod not available"
+
+
+class FakeApps:
+    """Deployments that progress one step per read, as a controller would."""
+
+    def __init__(self, states: dict[str, list[Any]]) -> None:
+        self.states = states
+        self.reads: list[str] = []
+
+    def read_namespaced_deployment(self, name: str, namespace: str) -> Any:
+        assert namespace == "ml-patterns"
+        self.reads.append(name)
+        seq = self.states[name]
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+
+def test_wait_rollout_polls_until_done() -> None:
+    api = FakeApps(
+        {
+            "a": [dep(2, 1, 0, 0, 0, 0), dep(2, 1, 1, 1, 0, 1), dep(2, 1, 1, 2, 2, 2)],
+            "b": [dep(1, 1, 1, 1, 1, 1)],
+        }
+    )
+    deploy.wait_rollout(api, ["a", "b"], timeout=60, sleep=lambda s: None)
+    assert api.reads.count("a") == 3 and api.reads.count("b") == 1
+
+
+def test_wait_rollout_names_what_is_stuck() -> None:
+    api = FakeApps({"stuck": [dep(2, 1, 1, 1, 0, 2)]})
+    with pytest.raises(DeployError, match="stuck"):
+        deploy.wait_rollout(api, ["stuck"], timeout=0, sleep=lambda s: None)
+
+
+def test_rendered_overlay_uses_the_built_tags() -> None:
+    refs = {
+        "serving": "localhost/mlsp-serving:abc",
+        "model-in-image": "localhost/mlsp-model-in-image:iris-svc-v7",
+    }
+    docs = deploy.rendered("model_in_image", refs)
+    images = {
+        c["image"]
+        for d in docs
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {"localhost/mlsp-model-in-image:iris-svc-v7"}
