@@ -291,9 +291,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(state.load_model()) if needs_model else None
+        jobs = [asyncio.create_task(start()) for start in state.background]
         yield
         if task is not None:
             task.cancel()
+        state.draining = True
+        if jobs:
+            _done, late = await asyncio.wait(jobs, timeout=settings.graceful_timeout_seconds)
+            for job in late:
+                job.cancel()
 
     # FastAPI's native OpenTelemetry hook re-checks its providers on every request; metrics
     # here are Prometheus (serving/metrics.py), so it stays off unless MLSP_OTEL is set.

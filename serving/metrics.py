@@ -45,6 +45,30 @@ DEPENDENCY_UP = Gauge(
     ["service", "dependency"],
     multiprocess_mode="min",
 )
+# The job queue (serving/queue.py): asynchronous, sync_async, prediction_log.
+QUEUE_DEPTH = Gauge(
+    "mlsp_queue_depth", "Jobs in the stream (waiting or in flight).", ["queue"], multiprocess_mode="max"
+)
+QUEUE_PENDING = Gauge(
+    "mlsp_queue_pending",
+    "Jobs delivered to a worker and not yet acknowledged.",
+    ["queue"],
+    multiprocess_mode="max",
+)
+JOBS = Counter("mlsp_jobs", "Jobs finished, by outcome (done, failed, dead).", ["queue", "outcome"])
+JOB_LATENCY = Histogram(
+    "mlsp_job_latency_seconds",
+    "From enqueue to a terminal state.",
+    ["queue"],
+    buckets=(*LATENCY_BUCKETS, 10.0, 30.0, 60.0, 300.0),
+)
+JOB_RETRIES = Counter("mlsp_job_retries", "Deliveries after the first (reclaims).", ["queue"])
+DEAD_LETTERS = Counter("mlsp_dead_letters", "Jobs moved to the dead-letter stream.", ["queue"])
+REVISIONS = Counter(
+    "mlsp_revisions",
+    "Final answers compared with a fast answer (revised=true when the label changed).",
+    ["pattern", "revised"],
+)
 READY = Gauge("mlsp_ready", "1 when the service is ready.", ["service"], multiprocess_mode="min")
 
 

@@ -42,8 +42,9 @@ def sniff(data: bytes) -> str:
     )
 
 
-def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
-    """Check size limits before decoding pixels, then decode to 8-bit grayscale."""
+def open_checked(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
+    """Check the byte size, the magic bytes and the header's dimensions without decoding any
+    pixels (cheap enough for an API that only enqueues the image)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}", field="body")
     fmt = sniff(data)
@@ -51,17 +52,29 @@ def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = image.size
-            if width > max_side or height > max_side:
-                raise PayloadTooLarge(
-                    f"image is {width}x{height} px; the limit is {max_side}x{max_side}",
-                    field="body",
-                )
-            return image.convert("L")
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise PayloadTooLarge(f"image has too many pixels: {exc}", field="body") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"cannot decode the {fmt} image: {exc}", field="body") from exc
+    width, height = image.size
+    if width > max_side or height > max_side:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} px; the limit is {max_side}x{max_side}", field="body"
+        )
+    return image
+
+
+def decode(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
+    """Check size limits before decoding pixels, then decode to 8-bit grayscale."""
+    image = open_checked(data, max_bytes=max_bytes, max_side=max_side)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return image.convert("L")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise PayloadTooLarge(f"image has too many pixels: {exc}", field="body") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadRequest(f"cannot decode the image: {exc}", field="body") from exc
 
 
 def to_features(gray: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

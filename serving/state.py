@@ -33,6 +33,9 @@ class ServiceState:
         self.fatal: str | None = None
         self.draining = False
         self.ready_checks: list[ReadyCheck] = []
+        self.background: list[Callable[[], Awaitable[None]]] = []
+        """Long-running tasks (a queue consumer) started with the app; they should return
+        soon after `draining` turns true, and are cancelled at shutdown otherwise."""
         self.on_fatal: Callable[[], None] = lambda: None
         """Set by the server runner: asks the process to exit non-zero."""
 
@@ -85,14 +88,14 @@ class ServiceState:
                 if time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
                     continue
-                self._die(f"model missing: {exc}")
+                self.die(f"model missing: {exc}")
                 return
             except ModelError as exc:
-                self._die(f"model rejected: {exc}")
+                self.die(f"model rejected: {exc}")
                 return
             except Exception as exc:  # never leave readiness stuck at "loading"
                 log.exception("model load failed")
-                self._die(f"model load failed: {exc!r}")
+                self.die(f"model load failed: {exc!r}")
                 return
             break
         card = model.card
@@ -105,7 +108,7 @@ class ServiceState:
             extra={"model": card.name, "model_version": card.version, "sha256": card.sha256},
         )
 
-    def _die(self, reason: str) -> None:
+    def die(self, reason: str) -> None:
         self.fatal = reason
         log.error("fatal", extra={"reason": reason})
         self.on_fatal()

@@ -16,7 +16,7 @@ from training.pipeline import run_model
 from training.register import PRODUCTION, promote
 from training.settings import TrainingSettings
 
-SERVED_MODELS = ("iris-svc", "iris-ocsvm", "digits-lr")
+SERVED_MODELS = ("iris-svc", "iris-ocsvm", "digits-lr", "digits-svc")
 
 
 @pytest.fixture(scope="session")

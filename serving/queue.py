@@ -1,0 +1,460 @@
+"""A durable job queue on Redis Streams with exactly-once results (asynchronous, sync_async,
+prediction_log).
+
+Keys (prefix `mlsp:<pattern>:`): `jobs` (the stream), `dead` (dead letters), `job:{id}` (a hash:
+status, attempts, result or error; expires after `result_ttl`), `idem:{key}` (Idempotency-Key),
+and the channel `done:{id}` (published when a job ends).
+
+- Enqueue happens before the API answers 202: one Lua script checks the Idempotency-Key and the
+  backlog, then writes the hash (`pending`), its EXPIRE and the XADD together. A script, not
+  MULTI/EXEC, because those checks must branch and MULTI/EXEC cannot.
+- Workers read with XREADGROUP in group `workers`. A job's payload travels in its stream entry,
+  so a worker needs no extra round trip to fetch it and XDEL leaves no input behind.
+- Completion is one Lua script: store `done` + result only if the job is not already terminal,
+  then XACK and XDEL. A job delivered twice (a slow worker and a reclaim) still shows its client
+  exactly one result.
+- Every `reclaim_every` seconds a worker XAUTOCLAIMs entries idle longer than
+  `visibility_timeout`: the jobs of a crashed worker run again (attempts + 1).
+- Bad input fails at once. Any other error leaves the entry unacknowledged for a retry; the
+  delivery that reaches `max_attempts` moves it to `dead` (with its payload: nothing a user sent
+  is dropped silently), marks it `failed` and acknowledges it.
+- No MAXLEN trimming, ever: trimming drops jobs nobody processed. The backlog is bounded at
+  enqueue instead (`max_queue` -> 503 queue_full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import Field
+from redis import exceptions as rexc
+
+from serving import metrics
+from serving.errors import BadRequest, NotFound, Unavailable
+from serving.http import backoff
+from serving.redis_client import OUTAGE
+from serving.settings import ServingSettings
+
+log = logging.getLogger("serving.queue")
+
+GROUP = "workers"
+PENDING, DONE, FAILED = "pending", "done", "failed"
+
+
+class QueueSettings(ServingSettings):
+    """Settings of a queue API or worker (MLSP_*; book defaults where the book has one)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    visibility_timeout_seconds: float = Field(30.0, gt=0)
+    """An entry unacknowledged this long is reclaimed by another worker."""
+    job_timeout_seconds: float = Field(20.0, gt=0)
+    """Most time one delivery may take; past it the delivery counts as a transient failure."""
+    max_attempts: int = Field(3, ge=1)
+    """Deliveries before a job is dead-lettered."""
+    result_ttl_seconds: int = Field(3600, ge=1)
+    """How long a job (pending or finished) is kept."""
+    max_queue: int = Field(10_000, ge=1)
+    """Backlog above which enqueue answers 503 queue_full."""
+    reclaim_interval_seconds: float = Field(5.0, gt=0)
+    worker_batch: int = Field(32, ge=1, le=1024)
+    """Jobs a worker reads at once (scored in one vectorised model call)."""
+    consumer: str = ""
+    """Consumer name in the group; default: the host (pod) name and pid."""
+    idempotency_key_max: int = 200
+
+
+def job_id_or_400(raw: str) -> str:
+    """A canonical UUID4 string, or 400 naming the field."""
+    try:
+        parsed = uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"job id {raw[:64]!r} is not a UUID", field="job_id") from None
+    if parsed.version != 4 or str(parsed) != raw.lower():
+        raise BadRequest(f"job id {raw[:64]!r} is not a canonical UUID4", field="job_id")
+    return str(parsed)
+
+
+# KEYS: stream, job hash, idempotency key ("" when none)
+# ARGV: job id, ttl, max queue, now ms, then stream field/value pairs
+_SUBMIT = """
+if KEYS[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {0, existing} end
+end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {-1, ''} end
+redis.call('HSET', KEYS[2], 'status', 'pending', 'attempts', 0, 'created_ms', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], unpack(ARGV, 5))
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2]) end
+return {1, ARGV[1]}
+"""
+
+# KEYS: job hash. Returns {attempts, status}: -1 when the job expired, 0 when already terminal.
+_BEGIN = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {-1, ''} end
+if st ~= 'pending' then return {0, st} end
+return {redis.call('HINCRBY', KEYS[1], 'attempts', 1), st}
+"""
+
+# KEYS: job hash, stream, dead stream ("" for none)
+# ARGV: group, entry id, status, ttl, channel, now ms, n hash pairs, hash pairs..., dead pairs...
+# Returns {applied, created_ms}.
+_FINISH = """
+local st = redis.call('HGET', KEYS[1], 'status')
+local applied = 0
+local created = ''
+if st == 'pending' then
+  local n = tonumber(ARGV[7])
+  local pairs = {}
+  for i = 8, 7 + 2 * n do pairs[#pairs + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_ms', ARGV[6], unpack(pairs))
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  created = redis.call('HGET', KEYS[1], 'created_ms') or ''
+  if KEYS[3] ~= '' then
+    local dead = {}
+    for i = 8 + 2 * n, #ARGV do dead[#dead + 1] = ARGV[i] end
+    redis.call('XADD', KEYS[3], '*', unpack(dead))
+  end
+  redis.call('PUBLISH', ARGV[5], ARGV[3])
+  applied = 1
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return {applied, created}
+"""
+
+
+@dataclass
+class Delivery:
+    """One stream entry handed to a worker."""
+
+    entry_id: bytes
+    job_id: str
+    fields: dict[bytes, bytes]
+    attempts: int = 0
+
+    def get(self, name: str) -> bytes | None:
+        return self.fields.get(name.encode())
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A handler's verdict on bad input: the job fails at once, no retry."""
+
+    error: str
+
+
+Outcome = dict[str, Any] | Rejected
+Handler = Callable[[list[Delivery]], Awaitable[Sequence[Outcome]]]
+"""Scores a batch of deliveries; one outcome per delivery. Raising means a transient failure
+for the whole batch (retried until `max_attempts`)."""
+
+
+class QueueFull(Unavailable):
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"queue backlog is {depth} jobs; try again later", reason="queue_full")
+        self.code = "queue_full"
+
+
+@dataclass
+class JobQueue:
+    client: aioredis.Redis
+    pattern: str
+    settings: QueueSettings
+    prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefix = f"mlsp:{self.pattern}:"
+        self.stream = f"{self.prefix}jobs"
+        self.dead = f"{self.prefix}dead"
+        self._submit = self.client.register_script(_SUBMIT)
+        self._begin = self.client.register_script(_BEGIN)
+        self._finish = self.client.register_script(_FINISH)
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def channel(self, job_id: str) -> str:
+        return f"{self.prefix}done:{job_id}"
+
+    async def setup(self) -> None:
+        """Create the stream and the group (id 0: entries added before the group count)."""
+        with contextlib.suppress(rexc.ResponseError):  # BUSYGROUP: it exists
+            await self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+
+    # --- producer side ------------------------------------------------------------------------
+
+    async def submit(
+        self, payload: Mapping[str, bytes | str], idempotency_key: str | None = None
+    ) -> tuple[str, bool]:
+        """Enqueue; returns (job id, created). A repeated Idempotency-Key returns the first id."""
+        job_id = str(uuid.uuid4())
+        idem = f"{self.prefix}idem:{idempotency_key}" if idempotency_key else ""
+        args: list[bytes | str | int] = [
+            job_id,
+            self.settings.result_ttl_seconds,
+            self.settings.max_queue,
+            int(time.time() * 1000),
+        ]
+        for k, v in payload.items():
+            args += [k, v]
+        code, value = await self._submit(keys=[self.stream, self.job_key(job_id), idem], args=args)
+        if code == -1:
+            raise QueueFull(self.settings.max_queue)
+        return (value.decode() if isinstance(value, bytes) else str(value)), code == 1
+
+    async def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = await self.client.hgetall(self.job_key(job_id))
+        if not raw:
+            return None
+        h = {k.decode(): v for k, v in raw.items()}
+        out: dict[str, Any] = {
+            "job_id": job_id,
+            "status": h["status"].decode(),
+            "attempts": int(h.get("attempts", b"0")),
+        }
+        if "result" in h:
+            out["result"] = orjson.loads(h["result"])
+        if "error" in h:
+            out["error"] = h["error"].decode()
+        return out
+
+    async def status_or_404(self, job_id: str) -> dict[str, Any]:
+        job = await self.get(job_id_or_400(job_id))
+        if job is None:
+            raise NotFound(f"job {job_id} is unknown or has expired", field="job_id")
+        return job
+
+    async def stats(self) -> tuple[int, int]:
+        """(entries in the stream, entries delivered and unacknowledged); updates the gauges."""
+        depth = int(await self.client.xlen(self.stream))
+        try:
+            pending = int((await self.client.xpending(self.stream, GROUP))["pending"])
+        except rexc.ResponseError:  # no group yet
+            pending = 0
+        metrics.QUEUE_DEPTH.labels(self.pattern).set(depth)
+        metrics.QUEUE_PENDING.labels(self.pattern).set(pending)
+        return depth, pending
+
+    # --- consumer side ------------------------------------------------------------------------
+
+    @staticmethod
+    def _deliveries(entries: Any) -> list[Delivery]:
+        out = []
+        for entry_id, fields in entries or []:
+            if fields is None:  # deleted while pending (already finished)
+                continue
+            out.append(Delivery(entry_id, fields[b"id"].decode(), fields))
+        return out
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        reply = await self.client.xreadgroup(
+            GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        return self._deliveries(reply[0][1]) if reply else []
+
+    async def reclaim(self, consumer: str, count: int) -> list[Delivery]:
+        """Take over entries another worker left idle past the visibility timeout."""
+        idle_ms = int(self.settings.visibility_timeout_seconds * 1000)
+        reply = await self.client.xautoclaim(
+            self.stream, GROUP, consumer, idle_ms, start_id="0-0", count=count
+        )
+        found = self._deliveries(reply[1])
+        if found:
+            metrics.JOB_RETRIES.labels(self.pattern).inc(len(found))
+            log.info("reclaimed", extra={"jobs": len(found), "consumer": consumer})
+        return found
+
+    async def begin(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Count the attempt; settle entries that need no work. Returns the ones to process."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                await self._begin(keys=[self.job_key(d.job_id)], client=pipe)
+            replies = await pipe.execute()
+        todo: list[Delivery] = []
+        for d, (attempts, _status) in zip(deliveries, replies, strict=True):
+            if attempts <= 0:  # expired or already terminal: only acknowledge
+                await self._settle(d, DONE, {}, dead=None)
+                continue
+            d.attempts = int(attempts)
+            if d.attempts > self.settings.max_attempts:
+                last = await self.client.hget(self.job_key(d.job_id), "last_error")
+                reason = last.decode() if last else "worker stopped while running it"
+                await self.fail(d, f"gave up after {d.attempts - 1} deliveries: {reason}")
+                continue
+            todo.append(d)
+        return todo
+
+    async def _settle(
+        self,
+        d: Delivery,
+        status: str,
+        values: Mapping[str, bytes | str],
+        dead: Mapping[str, bytes | str] | None,
+    ) -> bool:
+        args: list[bytes | str | int] = [
+            GROUP,
+            d.entry_id,
+            status,
+            self.settings.result_ttl_seconds,
+            self.channel(d.job_id),
+            int(time.time() * 1000),
+            len(values),
+        ]
+        for k, v in values.items():
+            args += [k, v]
+        for k, v in (dead or {}).items():
+            args += [k, v]
+        keys = [self.job_key(d.job_id), self.stream, self.dead if dead is not None else ""]
+        applied, created = await self._finish(keys=keys, args=args)
+        if applied and created:
+            metrics.JOB_LATENCY.labels(self.pattern).observe(
+                max(0.0, time.time() - int(created) / 1000)
+            )
+        return bool(applied)
+
+    async def complete(self, d: Delivery, result: Mapping[str, Any]) -> bool:
+        """Store the result unless the job already ended; acknowledge either way."""
+        applied = await self._settle(d, DONE, {"result": orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)}, dead=None)
+        if applied:
+            metrics.JOBS.labels(self.pattern, DONE).inc()
+        return applied
+
+    async def fail(self, d: Delivery, error: str, *, rejected: bool = False) -> bool:
+        """Mark `failed`; a job that exhausted its attempts also goes to the dead stream, with
+        its payload. Rejected input fails without a dead letter: the client has the reason."""
+        dead = None
+        if not rejected:
+            dead = {
+                **{k.decode(): v for k, v in d.fields.items()},
+                "error": error,
+                "attempts": str(d.attempts),
+            }
+        applied = await self._settle(d, FAILED, {"error": error}, dead=dead)
+        if applied:
+            metrics.JOBS.labels(self.pattern, "rejected" if rejected else "dead").inc()
+            if not rejected:
+                metrics.DEAD_LETTERS.labels(self.pattern).inc()
+                log.warning(
+                    "dead letter", extra={"job_id": d.job_id, "error": error[:200]}
+                )
+        return applied
+
+    async def retry_later(self, d: Delivery, error: str) -> None:
+        """A transient failure: leave the entry unacknowledged (it is reclaimed after the
+        visibility timeout) unless this was the last allowed attempt."""
+        if d.attempts >= self.settings.max_attempts:
+            await self.fail(d, f"gave up after {d.attempts} deliveries: {error}")
+            return
+        await self.client.hset(self.job_key(d.job_id), "last_error", error[:500])
+
+
+def default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """Reads batches, runs `handler` under the job timeout, settles every delivery."""
+
+    def __init__(self, queue: JobQueue, handler: Handler, consumer: str | None = None) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.settings = queue.settings
+        self.consumer = consumer or self.settings.consumer or default_consumer()
+        self.redis_ok = False
+        self.last_error: str | None = "not started"
+
+    async def run(self, stopping: Callable[[], bool]) -> None:
+        """Consume until `stopping()`; the batch in hand is finished first (anything left
+        unacknowledged is reclaimed by another worker)."""
+        s = self.settings
+        next_reclaim = 0.0
+        failures = 0
+        while not stopping():
+            try:
+                if failures or not self.redis_ok:
+                    await self.queue.setup()
+                batch: list[Delivery] = []
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + s.reclaim_interval_seconds
+                    await self.queue.stats()
+                    batch = await self.queue.reclaim(self.consumer, s.worker_batch)
+                if not batch:
+                    batch = await self.queue.read(self.consumer, s.worker_batch, block_ms=1000)
+                self.redis_ok, self.last_error, failures = True, None, 0
+                if batch:
+                    await self.process(batch)
+            except (*OUTAGE, OSError) as exc:
+                failures += 1
+                self.redis_ok, self.last_error = False, f"redis unreachable: {type(exc).__name__}"
+                log.warning("queue unavailable", extra={"error": repr(exc)[:200]})
+                pause = time.monotonic() + backoff(failures, base=0.2, cap=5.0)
+                while time.monotonic() < pause and not stopping():
+                    await asyncio.sleep(0.1)
+            except Exception:  # a bug settling one batch must not stop the consumer: the
+                # entries stay unacknowledged and are reclaimed after the visibility timeout
+                log.exception("batch could not be settled")
+                await asyncio.sleep(0.5)
+
+    async def process(self, batch: list[Delivery]) -> None:
+        todo = await self.queue.begin(batch)
+        if not todo:
+            return
+        try:
+            outcomes = await asyncio.wait_for(self.handler(todo), self.settings.job_timeout_seconds)
+        except TimeoutError:
+            error = f"timed out after {self.settings.job_timeout_seconds:g} s"
+            for d in todo:
+                await self.queue.retry_later(d, error)
+            return
+        except (*OUTAGE, OSError):
+            raise
+        except Exception as exc:  # a transient failure: the entries stay for a retry
+            log.exception("job batch failed", extra={"jobs": len(todo)})
+            for d in todo:
+                await self.queue.retry_later(d, f"{type(exc).__name__}: {exc}"[:500])
+            return
+        for d, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, Rejected):
+                await self.queue.fail(d, outcome.error, rejected=True)
+            else:
+                await self.queue.complete(d, outcome)
+
+
+async def wait_for_terminal(
+    queue: JobQueue, job_id: str, timeout: float, poll: float = 1.0
+) -> dict[str, Any] | None:
+    """The job once it is done or failed (pushed over pub/sub, polled as a fallback), else
+    its last state after `timeout` seconds. None when it is unknown."""
+    pubsub = queue.client.pubsub()
+    await pubsub.subscribe(queue.channel(job_id))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await queue.get(job_id)  # after subscribing: no missed message
+            if job is None or job["status"] != PENDING:
+                return job
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return job
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=min(poll, left)),
+                    min(poll, left) + 0.5,
+                )
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.unsubscribe()
+            await pubsub.aclose()
