@@ -291,7 +291,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(state.load_model()) if needs_model else None
-        jobs = [asyncio.create_task(start()) for start in state.background]
+        jobs: list[asyncio.Task[None]] = [
+            asyncio.create_task(start()) for start in state.background
+        ]
         yield
         if task is not None:
             task.cancel()

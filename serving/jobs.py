@@ -117,7 +117,9 @@ def install_job_routes(app: FastAPI, queue: JobQueue, s: JobSettings) -> None:
                 yield sse("error", exc.body(None)["error"])
                 return
             except Exception as exc:  # Redis went away mid-stream: say so, then end
-                yield sse("error", {"code": "unavailable", "dependency": "redis", "message": str(exc)})
+                yield sse(
+                    "error", {"code": "unavailable", "dependency": "redis", "message": str(exc)}
+                )
                 return
             if job is None:
                 yield sse("error", {"code": "not_found", "message": "the job expired"})
@@ -205,7 +207,8 @@ def worker_app(settings: JobSettings, pattern: str) -> FastAPI:
         app.state.worker = worker
 
         async def consume() -> None:
-            while state.model is None and not state.draining and not state.fatal:
+            # plain flags set by the model loader and the signal handler
+            while state.model is None and not state.draining and not state.fatal:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             try:
                 if state.model is not None:
@@ -220,9 +223,7 @@ def worker_app(settings: JobSettings, pattern: str) -> FastAPI:
     return create_app(settings, extend=extend)
 
 
-def job_api(
-    settings: JobSettings, pattern: str, *, extra: Any = None
-) -> tuple[FastAPI, JobQueue]:
+def job_api(settings: JobSettings, pattern: str, *, extra: Any = None) -> tuple[FastAPI, JobQueue]:
     """An API that enqueues (POST /jobs -> 202 + Location) and answers polls; Redis is its
     hard dependency. `extra(app, state, queue)` adds routes."""
     client = connect(settings.redis_url)

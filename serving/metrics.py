@@ -47,7 +47,10 @@ DEPENDENCY_UP = Gauge(
 )
 # The job queue (serving/queue.py): asynchronous, sync_async, prediction_log.
 QUEUE_DEPTH = Gauge(
-    "mlsp_queue_depth", "Jobs in the stream (waiting or in flight).", ["queue"], multiprocess_mode="max"
+    "mlsp_queue_depth",
+    "Jobs in the stream (waiting or in flight).",
+    ["queue"],
+    multiprocess_mode="max",
 )
 QUEUE_PENDING = Gauge(
     "mlsp_queue_pending",

@@ -216,7 +216,7 @@ class JobQueue:
         return (value.decode() if isinstance(value, bytes) else str(value)), code == 1
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self.client.hgetall(self.job_key(job_id))
+        raw: Any = await self.client.hgetall(self.job_key(job_id))
         if not raw:
             return None
         h = {k.decode(): v for k, v in raw.items()}
@@ -260,7 +260,7 @@ class JobQueue:
         return out
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        reply = await self.client.xreadgroup(
+        reply: Any = await self.client.xreadgroup(
             GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms
         )
         return self._deliveries(reply[0][1]) if reply else []
@@ -268,7 +268,7 @@ class JobQueue:
     async def reclaim(self, consumer: str, count: int) -> list[Delivery]:
         """Take over entries another worker left idle past the visibility timeout."""
         idle_ms = int(self.settings.visibility_timeout_seconds * 1000)
-        reply = await self.client.xautoclaim(
+        reply: Any = await self.client.xautoclaim(
             self.stream, GROUP, consumer, idle_ms, start_id="0-0", count=count
         )
         found = self._deliveries(reply[1])
@@ -290,7 +290,7 @@ class JobQueue:
                 continue
             d.attempts = int(attempts)
             if d.attempts > self.settings.max_attempts:
-                last = await self.client.hget(self.job_key(d.job_id), "last_error")
+                last: Any = await self.client.hget(self.job_key(d.job_id), "last_error")
                 reason = last.decode() if last else "worker stopped while running it"
                 await self.fail(d, f"gave up after {d.attempts - 1} deliveries: {reason}")
                 continue
@@ -327,7 +327,9 @@ class JobQueue:
 
     async def complete(self, d: Delivery, result: Mapping[str, Any]) -> bool:
         """Store the result unless the job already ended; acknowledge either way."""
-        applied = await self._settle(d, DONE, {"result": orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)}, dead=None)
+        applied = await self._settle(
+            d, DONE, {"result": orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)}, dead=None
+        )
         if applied:
             metrics.JOBS.labels(self.pattern, DONE).inc()
         return applied
@@ -335,7 +337,7 @@ class JobQueue:
     async def fail(self, d: Delivery, error: str, *, rejected: bool = False) -> bool:
         """Mark `failed`; a job that exhausted its attempts also goes to the dead stream, with
         its payload. Rejected input fails without a dead letter: the client has the reason."""
-        dead = None
+        dead: dict[str, bytes | str] | None = None
         if not rejected:
             dead = {
                 **{k.decode(): v for k, v in d.fields.items()},
@@ -347,9 +349,7 @@ class JobQueue:
             metrics.JOBS.labels(self.pattern, "rejected" if rejected else "dead").inc()
             if not rejected:
                 metrics.DEAD_LETTERS.labels(self.pattern).inc()
-                log.warning(
-                    "dead letter", extra={"job_id": d.job_id, "error": error[:200]}
-                )
+                log.warning("dead letter", extra={"job_id": d.job_id, "error": error[:200]})
         return applied
 
     async def retry_later(self, d: Delivery, error: str) -> None:
@@ -401,8 +401,8 @@ class Worker:
                 self.redis_ok, self.last_error = False, f"redis unreachable: {type(exc).__name__}"
                 log.warning("queue unavailable", extra={"error": repr(exc)[:200]})
                 pause = time.monotonic() + backoff(failures, base=0.2, cap=5.0)
-                while time.monotonic() < pause and not stopping():
-                    await asyncio.sleep(0.1)
+                while time.monotonic() < pause and not stopping():  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)  # `stopping` is a flag set by a signal handler
             except Exception:  # a bug settling one batch must not stop the consumer: the
                 # entries stay unacknowledged and are reclaimed after the visibility timeout
                 log.exception("batch could not be settled")
@@ -434,14 +434,14 @@ class Worker:
 
 
 async def wait_for_terminal(
-    queue: JobQueue, job_id: str, timeout: float, poll: float = 1.0
+    queue: JobQueue, job_id: str, wait_seconds: float, poll: float = 1.0
 ) -> dict[str, Any] | None:
     """The job once it is done or failed (pushed over pub/sub, polled as a fallback), else
-    its last state after `timeout` seconds. None when it is unknown."""
+    its last state after `wait_seconds`. None when it is unknown."""
     pubsub = queue.client.pubsub()
     await pubsub.subscribe(queue.channel(job_id))
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         while True:
             job = await queue.get(job_id)  # after subscribing: no missed message
             if job is None or job["status"] != PENDING:
@@ -457,4 +457,4 @@ async def wait_for_terminal(
     finally:
         with contextlib.suppress(Exception):
             await pubsub.unsubscribe()
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

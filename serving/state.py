@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from serving import metrics, preprocessing
 from serving.errors import Unavailable
@@ -33,7 +34,7 @@ class ServiceState:
         self.fatal: str | None = None
         self.draining = False
         self.ready_checks: list[ReadyCheck] = []
-        self.background: list[Callable[[], Awaitable[None]]] = []
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Long-running tasks (a queue consumer) started with the app; they should return
         soon after `draining` turns true, and are cancelled at shutdown otherwise."""
         self.on_fatal: Callable[[], None] = lambda: None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,3 +93,55 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         stack.stop()
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+class RedisServer:
+    """A private redis-server (AOF on, like the manifests) a test may stop and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil as _shutil
+
+        self.workdir = workdir
+        self.port = runner.free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.binary = _shutil.which("redis-server") or "redis-server"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not runner.port_open("127.0.0.1", self.port):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
