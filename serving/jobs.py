@@ -223,15 +223,29 @@ def worker_app(settings: JobSettings, pattern: str) -> FastAPI:
     return create_app(settings, extend=extend)
 
 
-def job_api(settings: JobSettings, pattern: str, *, extra: Any = None) -> tuple[FastAPI, JobQueue]:
-    """An API that enqueues (POST /jobs -> 202 + Location) and answers polls; Redis is its
-    hard dependency. `extra(app, state, queue)` adds routes."""
+def job_api(
+    settings: JobSettings,
+    pattern: str,
+    *,
+    extra: Any = None,
+    submit_route: bool = True,
+    redis_is_hard: bool = True,
+) -> tuple[FastAPI, JobQueue]:
+    """An API that enqueues (POST /jobs -> 202 + Location) and answers polls.
+    `extra(app, state, queue)` adds routes; `redis_is_hard=False` keeps Redis out of /readyz
+    (for a service that still answers without it)."""
     client = connect(settings.redis_url)
     queue = JobQueue(client, pattern, settings)
 
     def extend(app: FastAPI, state: ServiceState) -> None:
-        state.ready_checks.append(ready_check(client, settings.service))
+        check = ready_check(client, settings.service)
+        if redis_is_hard:
+            state.ready_checks.append(check)
         install_job_routes(app, queue, settings)
+        if not submit_route:
+            if extra is not None:
+                extra(app, state, queue)
+            return
 
         @app.post(
             "/jobs",
