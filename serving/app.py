@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics, preprocessing
+from serving.admission import Admission
 from serving.errors import (
     ApiError,
     BadRequest,
@@ -54,7 +55,7 @@ log = logging.getLogger("serving")
 
 JSON = "application/json"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)
 }
 
 
@@ -116,6 +117,8 @@ async def infer(state: ServiceState, model: OnnxModel, x: npt.NDArray[np.float32
         out = await asyncio.to_thread(model.predict, x)
     else:
         out = model.predict(x)
+    if state.settings.simulated_latency_ms:
+        await asyncio.sleep(state.settings.simulated_latency_ms / 1000)
     metrics.INFERENCE_DURATION.labels(state.settings.service, model.card.name).observe(
         time.perf_counter() - started
     )
@@ -334,5 +337,6 @@ def create_app(
         service=settings.service,
         access_log=access_log,
         fast_routes=fast_routes,
+        admission=Admission(settings.max_inflight),
     )
     return app

@@ -50,8 +50,6 @@ class JobSettings(QueueSettings):
     """Features per row the API checks before enqueueing (the worker checks its model too)."""
     events_timeout_seconds: float = Field(60.0, gt=0, le=600)
     """Longest a GET /jobs/{id}/events stream waits for the final answer."""
-    simulated_latency_ms: int = Field(0, ge=0, le=60_000)
-    """Demo knob: extra time per worker batch, to play a heavy model (sync_async's 2 s)."""
 
 
 async def read_job_input(request: Request, s: JobSettings) -> dict[str, bytes | str]:

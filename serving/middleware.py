@@ -9,6 +9,7 @@ FastAPI still owns the OpenAPI document and every other route.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -20,7 +21,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import metrics
-from serving.errors import ApiError, PayloadTooLarge
+from serving.admission import DEADLINE_HEADER, Admission
+from serving.errors import ApiError, DeadlineExceeded, PayloadTooLarge
 from serving.logs import AccessLog
 
 log = logging.getLogger("serving")
@@ -58,6 +60,24 @@ async def read_asgi_body(receive: Receive, limit: int, declared: int | None) -> 
     return body
 
 
+async def _send_json(
+    send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
+    headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    await _send_json(send, exc.status_code, orjson.dumps(exc.body(request_id)), headers)
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -66,8 +86,10 @@ class RequestContextMiddleware:
         service: str,
         access_log: AccessLog | None,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.app = app
+        self.admission = admission
         self.service = service
         self.access_log = access_log
         self.fast_routes = fast_routes or {}
@@ -92,12 +114,15 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = ""
         declared: int | None = None
+        deadline: bytes | None = None
         for name, value in scope["headers"]:
             if name == _HEADER:
                 if _valid_id(value):
                     request_id = value.decode()
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
+            elif name == DEADLINE_HEADER:
+                deadline = value
         if not request_id:
             request_id = str(uuid.uuid4())
         state = scope.setdefault("state", {})
@@ -105,46 +130,63 @@ class RequestContextMiddleware:
         log_extra: dict[str, Any] = {}
         state["log_extra"] = log_extra
         encoded_id = request_id.encode()
+        status = 500
+        path = "unmatched"
+        responded = False
 
-        fast = self.fast_routes.get((scope["method"], scope["path"]))
-        if fast is not None:
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, responded
+            if message["type"] == "http.response.start":
+                status, responded = message["status"], True
+                message["headers"] = [*message.get("headers", ()), (_HEADER, encoded_id)]
+            await send(message)
+
+        async def dispatch() -> None:
+            nonlocal path
+            fast = self.fast_routes.get((scope["method"], scope["path"]))
+            if fast is None:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    path = getattr(scope.get("route"), "path", "unmatched")
+                return
             path = fast.path
-            status, payload, headers = await self._fast(
+            code, payload, headers = await self._fast(
                 fast, receive, declared, request_id, log_extra
             )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        _JSON,
-                        (b"content-length", str(len(payload)).encode()),
-                        (_HEADER, encoded_id),
-                        *headers,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
-        else:
-            status = 500
+            await _send_json(send_with_id, code, payload, headers)
 
-            async def send_with_id(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), (_HEADER, encoded_id)]
-                await send(message)
-
+        admission = self.admission
+        try:
+            if (
+                admission is None
+                or (deadline is None and admission.max_inflight is None)
+                or not admission.guards(scope["path"])
+            ):
+                await dispatch()
+                return
+            path = scope["path"]
+            left, rejection = admission.admit(deadline)
+            if rejection is not None:
+                await _send_error(send_with_id, rejection, request_id)
+                return
+            admission.inflight += 1
             try:
-                await self.app(scope, receive, send_with_id)
-            except BaseException:
-                status = 500  # an unhandled error: still counted and logged below
-                raise
+                async with asyncio.timeout(left):
+                    await dispatch()
+            except TimeoutError:
+                if responded:
+                    raise
+                late = DeadlineExceeded("the deadline passed while the request was running")
+                await _send_error(send_with_id, late, request_id)
             finally:
-                path = getattr(scope.get("route"), "path", "unmatched")
-                self._finish(scope, path, status, started, request_id, log_extra)
-            return
-        self._finish(scope, path, status, started, request_id, log_extra)
+                admission.inflight -= 1
+        except BaseException:
+            if not responded:
+                status = 500  # an unhandled error: still counted and logged below
+            raise
+        finally:
+            self._finish(scope, path, status, started, request_id, log_extra)
 
     def _finish(
         self,

@@ -38,6 +38,10 @@ class ServingSettings(BaseSettings):
     """ONNX Runtime inter-op threads."""
     inference_offload: bool = False
     """Run inference in a worker thread; worth it only for slow models (digits-svc)."""
+    max_inflight: int | None = Field(None, ge=1)
+    """Prediction requests in progress above which the server answers 503 (unset: no limit)."""
+    simulated_latency_ms: int = Field(0, ge=0, le=60_000)
+    """Demo knob: extra time per model call, to play a slow or heavy model. Keep 0 in production."""
     model_wait_seconds: float = Field(0.0, ge=0)
     """How long to wait for a missing model file before exiting non-zero."""
     drain_delay_seconds: float = Field(5.0, ge=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,3 +147,32 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def spawn_server(module: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """Run `python -m module` on a free port until /readyz is 200; yields its base URL."""
+    import httpx
+
+    port = runner.free_port()
+    full = {**os.environ, "MLSP_PORT": str(port), "MLSP_DRAIN_DELAY_SECONDS": "0", **env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], env=full, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)

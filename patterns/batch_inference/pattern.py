@@ -19,6 +19,7 @@ PATTERN = Pattern(
             env={"MLSP_DATABASE_URL": DATABASE, "MLSP_SEED_ROWS": "10000"},
             port=None,
             init=True,
+            kube_kind="Job",
         ),
         Process(
             "score",
@@ -26,6 +27,7 @@ PATTERN = Pattern(
             env={"MLSP_DATABASE_URL": DATABASE, "MLSP_MODEL_DIR": "{model:iris-svc}"},
             port=None,
             init=True,
+            kube_kind="CronJob",
         ),
         Process(
             "api",

@@ -1,6 +1,6 @@
 """sync_async, the fast model: a plain model server (digits-lr) the proxy calls synchronously.
 
-    python -m patterns.sync_async.fast
+python -m patterns.sync_async.fast
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ PATTERN = Pattern(
             "patterns.synchronous.client",
             env={
                 "MLSP_SERVER_URL": "{url:server}",
+                "MLSP_MODEL_DIR": "{model:digits-lr}",
                 "MLSP_ITEMS": "200",
             },
             port=None,
+            kube_kind="Job",
         ),
     ),
     models=("digits-lr",),
