@@ -23,7 +23,7 @@ import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
-from patterns.declare import Pattern
+from patterns.declare import Pattern, Process
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -117,10 +117,66 @@ def schema_errors(docs: Iterable[Doc], version: str = K8S_VERSION) -> list[str]:
 # --- 2. semantics -------------------------------------------------------------------------
 
 
+DEPENDENT_ENV = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
+
+
+def statefulset_errors(doc: Doc, services: dict[str, Doc]) -> list[str]:
+    """A StatefulSet here exists for its state (Redis, PostgreSQL): it has volumeClaimTemplates
+    its pod mounts, and a headless governing Service that selects its pods."""
+    errors = []
+    spec = doc.get("spec") or {}
+    claims = [(t.get("metadata") or {}).get("name") for t in spec.get("volumeClaimTemplates") or []]
+    if not claims:
+        errors.append(f"{name_of(doc)}: a StatefulSet needs volumeClaimTemplates (its state)")
+    mounted = {
+        m.get("name") for _, c in containers(pod_spec(doc)[1]) for m in c.get("volumeMounts") or []
+    }
+    for claim in claims:
+        if claim not in mounted:
+            errors.append(f"{name_of(doc)}: volumeClaimTemplate {claim!r} is mounted nowhere")
+    svc = services.get(spec.get("serviceName", ""))
+    if svc is None:
+        errors.append(
+            f"{name_of(doc)}: serviceName {spec.get('serviceName')!r} is no rendered Service"
+        )
+    else:
+        if (svc.get("spec") or {}).get("clusterIP") != "None":
+            errors.append(f"{name_of(doc)}: governing Service {name_of(svc)} must be headless")
+        if not matches((svc.get("spec") or {}).get("selector") or {}, pod_spec(doc)[0]):
+            errors.append(f"{name_of(doc)}: governing Service {name_of(svc)} selects other pods")
+    return errors
+
+
+def cronjob_errors(doc: Doc) -> list[str]:
+    """Scheduled batch work never overlaps (a slow run must not pile up behind the next one)
+    and has a cron schedule of five fields."""
+    errors = []
+    spec = doc.get("spec") or {}
+    if spec.get("concurrencyPolicy") != "Forbid":
+        errors.append(
+            f"{name_of(doc)}: concurrencyPolicy must be Forbid, not "
+            f"{spec.get('concurrencyPolicy', 'Allow (the default)')}"
+        )
+    schedule = str(spec.get("schedule", ""))
+    fields = schedule.split()
+    if not schedule.startswith("@") and (
+        len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields)
+    ):
+        errors.append(f"{name_of(doc)}: schedule {schedule!r} is not a 5-field cron expression")
+    return errors
+
+
 def semantic_errors(docs: list[Doc]) -> list[str]:
     errors: list[str] = []
     seen: set[tuple[str, str]] = set()
     configmaps = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    secrets = {
+        d["metadata"]["name"]: set(d.get("data") or {}) | set(d.get("stringData") or {})
+        for d in docs
+        if d["kind"] == "Secret"
+    }
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     pvcs = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
     workloads = [d for d in docs if d["kind"] in POD_OWNERS]
     by_kind = {(d["kind"], d["metadata"]["name"]) for d in docs}
@@ -156,20 +212,42 @@ def semantic_errors(docs: list[Doc]) -> list[str]:
             "OnFailure",
         ):
             errors.append(f"{name_of(doc)}: a Job's restartPolicy must be Never or OnFailure")
+        if doc["kind"] == "StatefulSet":
+            errors += statefulset_errors(doc, services)
+        if doc["kind"] == "CronJob":
+            errors += cronjob_errors(doc)
         names = [c.get("name") for _, c in containers(pod)]
         if len(names) != len(set(names)):
             errors.append(f"{name_of(doc)}: duplicate container names {names}")
         volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+        for claim in (doc.get("spec") or {}).get("volumeClaimTemplates") or []:
+            volumes[(claim.get("metadata") or {}).get("name")] = {"claimTemplate": claim}
         for _, c in containers(pod):
             ports = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
                 if isinstance(port, str) and port not in ports:
                     errors.append(f"{name_of(doc)}: {c['name']}.{probe} port {port!r} unknown")
+            defined: set[str] = set()
             for env in c.get("env") or []:
                 ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
                 if ref and not ref.get("optional") and ref.get("name") not in configmaps:
                     errors.append(f"{name_of(doc)}: ConfigMap {ref.get('name')!r} not rendered")
+                sref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if sref and not sref.get("optional"):
+                    if sref.get("name") not in secrets:
+                        errors.append(f"{name_of(doc)}: Secret {sref.get('name')!r} not rendered")
+                    elif sref.get("key") not in secrets[sref["name"]]:
+                        key = sref.get("key")
+                        errors.append(f"{name_of(doc)}: Secret {sref['name']!r} has no key {key!r}")
+                # $(NAME) expands only names defined earlier in the list; else it stays literal
+                for used in DEPENDENT_ENV.findall(str(env.get("value", ""))):
+                    if used not in defined:
+                        errors.append(
+                            f"{name_of(doc)}: {c['name']} env {env.get('name')} uses $({used}) "
+                            "before it is defined (Kubernetes would leave it unexpanded)"
+                        )
+                defined.add(env.get("name", ""))
             for mount in c.get("volumeMounts") or []:
                 if mount.get("name") not in volumes:
                     errors.append(f"{name_of(doc)}: {c['name']} mounts unknown volume {mount}")
@@ -180,6 +258,9 @@ def semantic_errors(docs: list[Doc]) -> list[str]:
             claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
             if claim and claim not in pvcs:
                 errors.append(f"{name_of(doc)}: PVC {claim!r} not rendered")
+            secret = (vol.get("secret") or {}).get("secretName")
+            if secret and secret not in secrets:
+                errors.append(f"{name_of(doc)}: Secret volume {secret!r} not rendered")
 
     for doc in docs:
         spec = doc.get("spec") or {}
@@ -253,6 +334,11 @@ def baseline_errors(docs: list[Doc]) -> list[str]:
         for vol in pod.get("volumes") or []:
             if "hostPath" in vol:
                 errors.append(f"{where}: hostPath volume {vol.get('name')}")
+        persistent = (doc.get("spec") or {}).get("volumeClaimTemplates") or [
+            v for v in pod.get("volumes") or [] if "persistentVolumeClaim" in v
+        ]
+        if persistent and psc.get("fsGroup") != UID:
+            errors.append(f"{where}: a pod with a PVC needs fsGroup: {UID} (to write to it)")
         if doc["kind"] in {"Job", "CronJob"}:
             spec = doc.get("spec") or {}
             if doc["kind"] == "CronJob":
@@ -295,10 +381,35 @@ def baseline_errors(docs: list[Doc]) -> list[str]:
 # --- 4. same processes as the local runner ---------------------------------------------------
 
 
+def _kinds_for(proc: Process) -> tuple[set[str], str]:
+    """(workload kinds, container role) where a declared process must run."""
+    if proc.kube_kind:
+        return {proc.kube_kind}, "main"
+    if proc.init:
+        return POD_OWNERS, "init"
+    return LONG_RUNNING, "main"
+
+
+def secret_only_env(container: dict[str, Any]) -> set[str]:
+    """Env names a manifest may add to a declaration: values from a Secret that another
+    variable of the container uses as $(NAME) (e.g. a database password in a URL). Locally the
+    whole value is one variable; on Kubernetes the secret part must come from a Secret."""
+    env = container.get("env") or []
+    used = {m for e in env for m in DEPENDENT_ENV.findall(str(e.get("value", "")))}
+    return {
+        e["name"]
+        for e in env
+        if (e.get("valueFrom") or {}).get("secretKeyRef") and e["name"] in used
+    }
+
+
 def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
-    """Each declared process is a container (initContainer when `init`) of some workload in
-    the overlay with the same command and the same environment variable names."""
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    """Each declared process is a container of a workload of the declared kind (an
+    initContainer when `init` and no `kube_kind`, a Deployment/StatefulSet container by
+    default, a Job or CronJob container when `kube_kind` says so), and every container of that
+    name runs the same command with the same environment variable names (plus Secret parts of
+    composed values, see secret_only_env)."""
+    found: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for doc in docs:
         if doc["kind"] not in POD_OWNERS:
             continue
@@ -306,27 +417,35 @@ def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
         if labels.get("app.kubernetes.io/part-of") != "ml-system-patterns":
             continue
         for role, c in containers(pod):
-            found.setdefault(c["name"], (role, c))
+            found.setdefault(c["name"], []).append((name_of(doc), role, c))
     errors = []
     for proc in pattern.processes:
+        where = f"{pattern.id}: {proc.name}"
         if proc.name not in found:
             errors.append(f"{pattern.id}: process {proc.name!r} has no container in the overlay")
             continue
-        role, c = found[proc.name]
-        if (role == "init") != proc.init:
-            errors.append(f"{pattern.id}: {proc.name} is {role}, declared init={proc.init}")
-        if c.get("command") != proc.command:
-            errors.append(f"{pattern.id}: {proc.name} runs {c.get('command')}, not {proc.command}")
-        names = {e["name"] for e in c.get("env") or []}
-        if names != set(proc.env):
+        kinds, role = _kinds_for(proc)
+        placed = [(w, r) for w, r, _ in found[proc.name] if w.split("/")[0] in kinds and r == role]
+        if not placed:
+            seen = ", ".join(f"{r} container of {w}" for w, r, _ in found[proc.name])
             errors.append(
-                f"{pattern.id}: {proc.name} env names differ: manifest-only "
-                f"{sorted(names - set(proc.env))}, runner-only {sorted(set(proc.env) - names)}"
+                f"{where} is a {seen}; declared init={proc.init}, kube_kind={proc.kube_kind} "
+                f"wants a {role} container of a {'/'.join(sorted(kinds))}"
             )
-        if proc.port is not None and not proc.init:
-            cports = [p.get("containerPort") for p in c.get("ports") or []]
-            if proc.port not in cports:
-                errors.append(f"{pattern.id}: {proc.name} has no containerPort {proc.port}")
+        for workload, _, c in found[proc.name]:
+            if c.get("command") != proc.command:
+                errors.append(f"{where} ({workload}) runs {c.get('command')}, not {proc.command}")
+            names = {e["name"] for e in c.get("env") or []}
+            extra = names - set(proc.env) - secret_only_env(c)
+            if extra or set(proc.env) - names:
+                errors.append(
+                    f"{where} ({workload}) env names differ: manifest-only {sorted(extra)}, "
+                    f"runner-only {sorted(set(proc.env) - names)}"
+                )
+            if proc.port is not None and not proc.init and not proc.kube_kind:
+                cports = [p.get("containerPort") for p in c.get("ports") or []]
+                if proc.port not in cports:
+                    errors.append(f"{where} ({workload}) has no containerPort {proc.port}")
     return errors
 
 

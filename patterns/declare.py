@@ -11,7 +11,9 @@ same environment variable names. Env values are templates the runner fills in:
     {workdir}      a scratch folder private to this run (an emptyDir on Kubernetes)
 
 A process with `init=True` runs to completion, in order, before the others start, like a
-Kubernetes initContainer; a non-zero exit stops the pattern.
+Kubernetes initContainer; a non-zero exit stops the pattern. `kube_kind` says where a process
+runs on Kubernetes when that is not the default (a Deployment; an initContainer when `init`):
+a batch step the runner runs once as `init` is a Job or a CronJob there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Dependency = Literal["redis", "postgres", "mlflow"]
+KubeKind = Literal["Deployment", "Job", "CronJob"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class Process:
     ready_path: str = "/readyz"
     init: bool = False
     """Run to completion before the other processes (a Kubernetes initContainer)."""
+    kube_kind: KubeKind | None = None
+    """The Kubernetes workload whose (main) container runs this process. None: the default,
+    an initContainer when `init`, else a long-running workload (Deployment, StatefulSet).
+    "Job" or "CronJob": a step that runs to completion, e.g. a seed Job, a scoring CronJob
+    (locally an `init` process) or a client Job. Checked by kube/manifests.py."""
 
     @property
     def command(self) -> list[str]:
