@@ -19,11 +19,14 @@ FROM ${SERVING_IMAGE}
 ARG MODEL_NAME=iris-svc
 ARG MODEL_VERSION
 ARG MODEL_SHA256
-LABEL org.opencontainers.image.title="mlsp-model-in-image" \
+# another base (the batch image) gives another title and default service name
+ARG TITLE=mlsp-model-in-image
+ARG SERVICE=model-in-image
+LABEL org.opencontainers.image.title="${TITLE}" \
       org.opencontainers.image.version="${MODEL_NAME}-v${MODEL_VERSION}" \
       io.mlsp.model.name="${MODEL_NAME}" \
       io.mlsp.model.version="${MODEL_VERSION}" \
       io.mlsp.model.sha256="${MODEL_SHA256}"
 COPY --from=verify /models/ /models/
-ENV MLSP_MODEL_DIR=/models/${MODEL_NAME} MLSP_SERVICE=model-in-image
+ENV MLSP_MODEL_DIR=/models/${MODEL_NAME} MLSP_SERVICE=${SERVICE}
 CMD ["patterns.model_in_image.app"]

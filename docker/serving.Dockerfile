@@ -12,9 +12,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends binutils >/dev/null \
  && python3 -m pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
-# dependencies first (from the lock file), sources later: a code change reuses this layer
+# dependencies first (from the lock file), sources later: a code change reuses this layer.
+# EXTRAS: optional dependency groups of pyproject.toml, e.g. `postgres` for the batch image
+# (localhost/mlsp-batch: batch_inference's PostgreSQL driver stays out of the serving image).
+ARG EXTRAS=""
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --no-cache
+RUN extras=""; for e in $EXTRAS; do extras="$extras --extra $e"; done; \
+    uv sync --frozen --no-dev --no-install-project --no-cache $extras
 # Size (budget 250 MB): drop what serving never loads. The Python binding of ONNX Runtime
 # links the runtime statically; libonnxruntime.so is only for the C API (-28 MB). Test suites
 # and ORT's model tools, numpy's build tools and headers, type stubs, Pillow's AVIF decoder and
@@ -34,7 +38,8 @@ RUN site=$(echo /opt/venv/lib/python3*/site-packages) \
 
 FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
-LABEL org.opencontainers.image.title="mlsp-serving" \
+ARG TITLE=mlsp-serving
+LABEL org.opencontainers.image.title="${TITLE}" \
       org.opencontainers.image.description="ml-system-patterns model server (any pattern)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="https://github.com/ml-system-patterns/ml-system-patterns"
@@ -43,11 +48,14 @@ WORKDIR /app
 COPY serving/ serving/
 COPY patterns/ patterns/
 # bytecode for every module a server imports (root fs is read-only at run time, so Python
-# could not cache it then): fast start without compiling all of site-packages
-RUN /opt/venv/bin/python -c "import importlib, pkgutil, serving, patterns; \
+# could not cache it then): fast start without compiling all of site-packages. batch_inference
+# needs the postgres extra: without it (the serving image) its modules are not imported.
+RUN /opt/venv/bin/python -c "import importlib, importlib.util, pkgutil, serving, patterns; \
+pg = importlib.util.find_spec('psycopg') is not None; \
 [importlib.import_module(m.name) for p in (serving, patterns) \
  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
- if not m.name.endswith('locustfile')]"
+ if not m.name.endswith('locustfile') \
+ and (pg or not m.name.startswith('patterns.batch_inference.'))]"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp MLSP_HOST=0.0.0.0 MLSP_PORT=8000 MLSP_MODEL_DIR=/models/iris-svc
 # numeric uid/gid: no useradd needed, and it satisfies runAsNonRoot

@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from kube.manifests import Doc, matches, pod_spec
+from kube.images import image_key
+from kube.manifests import POD_OWNERS, Doc, matches, pod_spec
 from kube.report import Checks, podman
 
 CLIENT_CHECK = r"""
@@ -78,15 +79,14 @@ def services_for(doc: Doc, docs: list[Doc]) -> list[Doc]:
 
 
 def with_images(docs: list[Doc], images: dict[str, str]) -> list[Doc]:
-    """Point every container at the built image of the same repository."""
-    by_repo = {ref.rsplit(":", 1)[0]: ref for ref in images.values()}
+    """Point every container at the built image of the same repository (and baked model)."""
+    by_key = {image_key(ref): ref for ref in images.values()}
     out = copy.deepcopy(docs)
     for doc in out:
-        if doc["kind"] in {"Deployment", "Job", "StatefulSet", "Pod"}:
+        if doc["kind"] in POD_OWNERS:
             pod = pod_spec(doc)[1]
             for c in pod.get("containers", []) + pod.get("initContainers", []):
-                repo = c["image"].rsplit(":", 1)[0]
-                c["image"] = by_repo.get(repo, c["image"])
+                c["image"] = by_key.get(image_key(c["image"]), c["image"])
     return out
 
 

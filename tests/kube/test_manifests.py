@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kube import manifests
+from kube import images, manifests
 from kube.manifests import Doc, pod_spec
 from patterns import runner
 
@@ -165,3 +165,201 @@ def test_manifest_and_runner_must_agree(rendered: dict[str, list[Doc]]) -> None:
     assert any("patterns.web_single.app" in e for e in errors)
     pod["containers"].append(pod["initContainers"].pop(0))
     assert any("declared init=True" in e for e in manifests.declaration_errors(pattern, docs))
+
+
+# --- the queue, synchronous and batch patterns ----------------------------------------------
+
+
+def _one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    return next(
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    )
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+
+
+def test_queue_patterns_have_a_durable_redis(rendered: dict[str, list[Doc]]) -> None:
+    for overlay in ("asynchronous", "sync_async"):
+        docs = rendered[overlay]
+        sts = _one(docs, "StatefulSet", "redis")
+        args = pod_spec(sts)[1]["containers"][0]["args"]
+        assert args[args.index("--appendonly") + 1] == "yes"
+        assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+        assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert _one(docs, "Service", "redis")["spec"]["clusterIP"] == "None"
+        for dep in (d for d in docs if d["kind"] == "Deployment"):
+            for c in pod_spec(dep)[1]["containers"]:
+                if "MLSP_REDIS_URL" in _env(c):
+                    assert _env(c)["MLSP_REDIS_URL"] == "redis://redis:6379/0"
+    hpa = _one(rendered["asynchronous"], "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "asynchronous-worker"
+    assert hpa["apiVersion"] == "autoscaling/v2"
+
+
+def test_models_are_baked_into_the_images_that_serve_them(rendered: dict[str, list[Doc]]) -> None:
+    """Each container that reads a model runs the image with that model at MLSP_MODEL_DIR."""
+    for overlay in ("asynchronous", "synchronous", "sync_async", "batch_inference"):
+        for doc in rendered[overlay]:
+            if doc["kind"] not in manifests.POD_OWNERS:
+                continue
+            for _, c in manifests.containers(pod_spec(doc)[1]):
+                model_dir = _env(c).get("MLSP_MODEL_DIR")
+                if model_dir:
+                    model = model_dir.rsplit("/", 1)[-1]
+                    assert images.image_key(c["image"])[1] == model, (overlay, c["name"])
+
+
+def test_every_image_an_overlay_runs_is_built_for_it(rendered: dict[str, list[Doc]]) -> None:
+    """make deploy / make verify build images_for(overlay): nothing else may be referenced."""
+    for overlay, docs in rendered.items():
+        planned = images.planned_keys(overlay)
+        for doc in docs:
+            if doc["kind"] in manifests.POD_OWNERS:
+                for _, c in manifests.containers(pod_spec(doc)[1]):
+                    assert images.image_key(c["image"]) in planned, (overlay, c["image"])
+
+
+def test_synchronous_client_is_a_job(rendered: dict[str, list[Doc]]) -> None:
+    docs = rendered["synchronous"]
+    job = _one(docs, "Job", "synchronous-client")
+    client = pod_spec(job)[1]["containers"][0]
+    assert _env(client)["MLSP_SERVER_URL"] == "http://synchronous:8000"
+    assert pod_spec(job)[1]["restartPolicy"] == "Never"
+
+
+def test_batch_runs_a_seed_job_a_forbid_cronjob_and_an_api(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["batch_inference"]
+    cron = _one(docs, "CronJob", "batch-inference-score")
+    assert cron["apiVersion"] == "batch/v1"
+    assert cron["spec"]["schedule"] == "0 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert _one(docs, "Job", "batch-inference-seed")
+    secret = _one(docs, "Secret")
+    assert secret["metadata"]["name"].startswith("postgres-credentials-")  # generator hash
+    for doc in docs:
+        if doc["kind"] in {"Job", "CronJob", "Deployment"}:
+            c = pod_spec(doc)[1]["containers"][0]
+            env = _env(c)
+            assert env["MLSP_DATABASE_URL"] == (
+                "postgresql://mlsp:$(POSTGRES_PASSWORD)@postgres:5432/mlsp"
+            )
+            assert env["POSTGRES_PASSWORD"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+    pg = _one(docs, "StatefulSet", "postgres")
+    pg_env = _env(pod_spec(pg)[1]["containers"][0])
+    assert pg_env["PGDATA"].startswith(
+        pod_spec(pg)[1]["containers"][0]["volumeMounts"][0]["mountPath"]
+    )
+
+
+def _sts(docs: list[Doc]) -> Doc:
+    return next(d for d in docs if d["kind"] == "StatefulSet")
+
+
+def _cron(docs: list[Doc]) -> Doc:
+    return next(d for d in docs if d["kind"] == "CronJob")
+
+
+def _no_forbid(docs: list[Doc]) -> None:
+    del _cron(docs)["spec"]["concurrencyPolicy"]
+
+
+def _bad_schedule(docs: list[Doc]) -> None:
+    _cron(docs)["spec"]["schedule"] = "hourly"
+
+
+def _no_claims(docs: list[Doc]) -> None:
+    sts = _sts(docs)
+    del sts["spec"]["volumeClaimTemplates"]
+
+
+def _unmounted_claim(docs: list[Doc]) -> None:
+    pod_spec(_sts(docs))[1]["containers"][0]["volumeMounts"] = [
+        m for m in pod_spec(_sts(docs))[1]["containers"][0]["volumeMounts"] if m["name"] != "data"
+    ]
+
+
+def _not_headless(docs: list[Doc]) -> None:
+    svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "postgres")
+    del svc["spec"]["clusterIP"]
+
+
+def _no_fsgroup(docs: list[Doc]) -> None:
+    del pod_spec(_sts(docs))[1]["securityContext"]["fsGroup"]
+
+
+def _missing_secret_key(docs: list[Doc]) -> None:
+    c = pod_spec(_cron(docs))[1]["containers"][0]
+    next(e for e in c["env"] if e["name"] == "POSTGRES_PASSWORD")["valueFrom"]["secretKeyRef"][
+        "key"
+    ] = "PASSWORD"
+
+
+def _password_defined_too_late(docs: list[Doc]) -> None:
+    c = pod_spec(_cron(docs))[1]["containers"][0]
+    c["env"].reverse()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_no_forbid, "concurrencyPolicy must be Forbid"),
+        (_bad_schedule, "5-field cron"),
+        (_no_claims, "needs volumeClaimTemplates"),
+        (_unmounted_claim, "mounted nowhere"),
+        (_not_headless, "headless"),
+        (_no_fsgroup, "fsGroup"),
+        (_missing_secret_key, "has no key 'PASSWORD'"),
+        (_password_defined_too_late, "before it is defined"),
+    ],
+)
+def test_each_stateful_and_batch_check_catches_its_fault(
+    rendered: dict[str, list[Doc]], mutate: Mutation, expected: str
+) -> None:
+    docs = copy.deepcopy(rendered["batch_inference"])
+    clean = manifests.schema_errors(docs) + manifests.semantic_errors(docs)
+    assert clean + manifests.baseline_errors(docs) == []
+    mutate(docs)
+    errors = (
+        manifests.schema_errors(docs)
+        + manifests.semantic_errors(docs)
+        + manifests.baseline_errors(docs)
+    )
+    assert any(expected in e for e in errors), errors
+
+
+def test_kube_kind_places_a_process_in_a_job_or_cronjob(rendered: dict[str, list[Doc]]) -> None:
+    pattern = runner.load("batch_inference")
+    docs = copy.deepcopy(rendered["batch_inference"])
+    assert manifests.declaration_errors(pattern, docs) == []
+    # the scorer declared as a CronJob may not run as a Deployment's container instead
+    cron = _cron(docs)
+    docs.remove(cron)
+    api = _one(docs, "Deployment", "batch-inference-api")
+    pod_spec(api)[1]["containers"].append(pod_spec(cron)[1]["containers"][0])
+    errors = manifests.declaration_errors(pattern, docs)
+    assert any("score is a main container of Deployment" in e and "CronJob" in e for e in errors)
+
+
+def test_only_secret_parts_of_composed_values_may_be_extra_env(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    pattern = runner.load("batch_inference")
+    docs = copy.deepcopy(rendered["batch_inference"])
+    c = pod_spec(_one(docs, "Deployment", "batch-inference-api"))[1]["containers"][0]
+    url = next(e for e in c["env"] if e["name"] == "MLSP_DATABASE_URL")
+    # the password no longer used in the URL: then it is an undeclared variable
+    url["value"] = "postgresql://mlsp@postgres:5432/mlsp"
+    errors = manifests.declaration_errors(pattern, docs)
+    assert any("manifest-only ['POSTGRES_PASSWORD']" in e for e in errors), errors
+    # a plain value is never a secret part, even when used in $(...)
+    url["value"] = "postgresql://mlsp:$(POSTGRES_PASSWORD)@postgres:5432/mlsp"
+    pw = next(e for e in c["env"] if e["name"] == "POSTGRES_PASSWORD")
+    pw.pop("valueFrom")
+    pw["value"] = "x"
+    errors = manifests.declaration_errors(pattern, docs)
+    assert any("manifest-only ['POSTGRES_PASSWORD']" in e for e in errors), errors
+    assert any("must come from a Secret" in e for e in manifests.baseline_errors(docs))
