@@ -1,0 +1,127 @@
+"""batch_inference, the read-only API: the stored predictions (no model is loaded here).
+
+GET /predictions/{item_id}: an item's predictions, one per model version.
+GET /summary: items, and per model version how many were scored, failed, and per label.
+The database is its hard dependency (/readyz), and a database outage is a 503 naming it.
+
+    MLSP_DATABASE_URL=... python -m patterns.batch_inference.api
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Path
+from fastapi.responses import Response
+
+from patterns.batch_inference.db import Db, DbSettings
+from serving import metrics
+from serving.app import ERRORS, create_app, json_response
+from serving.errors import NotFound, Unavailable
+from serving.settings import ServingSettings
+from serving.state import ServiceState
+
+T = TypeVar("T")
+
+
+class ApiSettings(ServingSettings, DbSettings):
+    statement_timeout_ms: int = 2_000
+    connect_timeout_seconds: int = 2
+
+
+def build(settings: ApiSettings) -> FastAPI:
+    def with_db(work: Callable[[Db], T]) -> T:
+        db = Db.from_settings(settings)
+        try:
+            return work(db)
+        finally:
+            db.close()
+
+    async def query(work: Callable[[Db], T]) -> T:
+        try:
+            result = await asyncio.to_thread(with_db, work)
+        except Exception as exc:  # driver errors differ (sqlite3, psycopg): all mean "down"
+            metrics.DEPENDENCY_UP.labels(settings.service, "database").set(0)
+            raise Unavailable(
+                f"database unavailable: {type(exc).__name__}", dependency="database", retry_after=5
+            ) from None
+        metrics.DEPENDENCY_UP.labels(settings.service, "database").set(1)
+        return result
+
+    def extend(app: FastAPI, state: ServiceState) -> None:
+        async def database_up() -> str | None:
+            try:
+                await query(lambda db: db.execute("SELECT COUNT(*) FROM predictions").fetchone())
+            except Unavailable as exc:
+                return exc.message
+            return None
+
+        state.ready_checks.append(database_up)
+
+        @app.get(
+            "/predictions/{item_id}",
+            tags=["results"],
+            summary="An item's predictions, one per model version",
+            responses=ERRORS,
+        )
+        async def item(item_id: int = Path(ge=1, le=2**62)) -> Response:
+            def read(db: Db) -> tuple[Any, list[Any]]:
+                found = db.execute("SELECT id FROM items WHERE id = %s", (item_id,)).fetchone()
+                rows = db.execute(
+                    "SELECT model_version, label, probabilities, error FROM predictions "
+                    "WHERE item_id = %s ORDER BY model_version",
+                    (item_id,),
+                ).fetchall()
+                return found, rows
+
+            found, rows = await query(read)
+            if found is None:
+                raise NotFound(f"item {item_id} does not exist", field="item_id")
+            preds = [
+                {
+                    "model_version": v,
+                    "label": label,
+                    "probabilities": json.loads(p) if p else None,
+                    "error": err,
+                }
+                for v, label, p, err in rows
+            ]
+            return json_response({"item_id": item_id, "predictions": preds})
+
+        @app.get("/summary", tags=["results"], summary="Scored, failed and per-label counts")
+        async def summary() -> Response:
+            def read(db: Db) -> tuple[int, list[Any]]:
+                items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+                rows = db.execute(
+                    "SELECT model_version, label, error IS NOT NULL, COUNT(*) FROM predictions "
+                    "GROUP BY model_version, label, error IS NOT NULL"
+                ).fetchall()
+                return items, rows
+
+            items, rows = await query(read)
+            versions: dict[str, dict[str, Any]] = {}
+            for version, label, failed, count in rows:
+                v = versions.setdefault(version, {"scored": 0, "errors": 0, "labels": {}})
+                if failed:
+                    v["errors"] += count
+                else:
+                    v["scored"] += count
+                    v["labels"][label] = count
+            for v in versions.values():
+                v["unscored"] = items - v["scored"] - v["errors"]
+            return json_response({"items": items, "model_versions": versions})
+
+    return create_app(settings, needs_model=False, extend=extend)
+
+
+if __name__ == "__main__":
+    from serving.server import serve
+
+    os.environ.setdefault("MLSP_PATTERN", "batch_inference")
+    api_settings = ApiSettings()
+    sys.exit(serve(build(api_settings), api_settings))
