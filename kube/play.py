@@ -1,61 +1,168 @@
 """Run a rendered overlay with `podman kube play` and check it, with no cluster.
 
-podman 4.3 (Debian bookworm) runs Deployments, ConfigMaps, PVCs, emptyDirs, securityContext
-and limits, but needs a little preparation (see docs/kubernetes.md):
+podman 4.3 (Debian bookworm) runs pods, ConfigMaps, PVCs, emptyDirs, securityContext and
+limits, but needs a little preparation (see docs/kubernetes.md):
 
 - init containers loop forever under restartPolicy Always: pods with init containers get
   `OnFailure` (the init container still runs to completion first);
 - every containerPort is published on the host (a second replica clashes): ports are dropped,
   pods are reached on a podman network under their Service names (`--network N:alias=svc`,
   hence Service port == containerPort);
-- Jobs are ignored: their pod templates run as bare Pods and their exit code is checked;
+- only Pods and Deployments are played: each Deployment replica, each StatefulSet replica (with
+  a PVC `<claim>-<name>-<i>` per volumeClaimTemplate, as the controller would make) and each
+  pod of a Job or of one CronJob run (`parallelism` pods) runs as a bare Pod; Job pods' exit
+  codes are checked;
+- `secretKeyRef` fails (podman 4.3 expects its own JSON secrets): Secret values are inlined
+  into the played pods (never into the repository's files), and `$(VAR)` references to earlier
+  variables are expanded as the kubelet does (podman leaves them as text);
 - probes cannot run faithfully (podman makes the liveness probe a `curl` healthcheck on a
-  dropped port and restarts the container when it fails): probes are dropped and readiness is
-  checked over HTTP from a client container on the network.
+  dropped port and restarts the container when it fails): probes are dropped; readiness is
+  checked over HTTP from a client container on the network (httpGet) or by running the
+  probe's command in the container (exec, e.g. redis-cli ping, pg_isready).
 
-Order: Deployments without init containers (the registry, model_in_image), then Jobs (train
-and register), then Deployments with init containers (model_load's loader).
+Order, as the local runner's (patterns/runner.py): StatefulSets (Redis, PostgreSQL), then the
+other services no process of the pattern declares (MLflow) and their Jobs (train and
+register), then the pattern's `init` steps that are Jobs or CronJobs on Kubernetes (seed,
+one scoring run), then the pattern's Deployments in declaration order, then its other Jobs
+(a client). Last, one end-to-end request per pattern through its entry Service (FUNCTIONAL).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kube.images import image_key
-from kube.manifests import POD_OWNERS, Doc, matches, pod_spec
+from kube.manifests import POD_OWNERS, Doc, containers, matches, pod_spec
 from kube.report import Checks, podman
+from patterns.declare import Pattern
 
-CLIENT_CHECK = r"""
-import json, sys, time, urllib.request
-url, path, deadline = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
-while True:
+# Runs in a container on the pods' network; prints one JSON object, the caller judges it.
+CLIENT = r"""
+import json, sys, time, urllib.error, urllib.request
+
+def call(method, url, body=None, timeout=5.0):
+    headers = {"content-type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(url + path, timeout=2) as r:
-            if r.status == 200:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+def body_of(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:300]
+
+def rows(arg):
+    # a model card path (golden examples, as the model answered them at build time) or JSON
+    if arg.endswith(".json"):
+        golden = json.load(open(arg))["golden"]
+        return [g["input"] for g in golden], [g["label"] for g in golden]
+    spec = json.loads(arg)
+    return spec["instances"], spec["labels"]
+
+def poll(url, seconds):
+    deadline = time.time() + seconds
+    while True:
+        status, raw = call("GET", url)
+        job = body_of(raw)
+        if status != 200 or not isinstance(job, dict) or job.get("status") != "pending":
+            return status, job
+        if time.time() > deadline:
+            return status, job
+        time.sleep(0.2)
+
+mode, base, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+if mode == "ready":
+    path, deadline, err = args[0], time.time() + float(args[1]), None
+    while True:
+        try:
+            status, raw = call("GET", base + path, timeout=2)
+            if status == 200:
                 break
-    except Exception as e:
-        err = e
-    if time.time() > deadline:
-        sys.exit(f"{url}{path} not ready: {err}")
-    time.sleep(0.5)
-if len(sys.argv) > 4:
-    req = urllib.request.Request(url + "/predict", data=sys.argv[4].encode(),
-                                 headers={"content-type": "application/json"})
-    body = json.load(urllib.request.urlopen(req, timeout=5))
-    print(json.dumps(body))
+            err = f"{status} {raw[:200]!r}"
+        except Exception as e:
+            err = repr(e)
+        if time.time() > deadline:
+            sys.exit(f"{base}{path} not ready after {args[1]} s: {err}")
+        time.sleep(0.5)
+    out = {"ready": True}
+elif mode == "predict":  # POST /predict: the labels the model gives
+    instances, labels = rows(args[0])
+    status, raw = call("POST", base + "/predict", json.dumps({"instances": instances}).encode())
+    out = {"status": status, "body": body_of(raw), "expected": labels}
+elif mode == "job":  # asynchronous: POST /jobs -> 202 + Location, poll until terminal
+    instances, labels = rows(args[0])
+    status, raw = call("POST", base + "/jobs", json.dumps({"instances": instances}).encode())
+    ticket = body_of(raw)
+    out = {"status": status, "ticket": ticket, "expected": labels}
+    if status == 202:
+        out["final_status"], out["final"] = poll(base + ticket["status_url"], float(args[1]))
+elif mode == "sync_async":  # POST /predict: the fast answer now, the final one by polling
+    instances, labels = rows(args[0])
+    started = time.time()
+    status, raw = call("POST", base + "/predict", json.dumps({"instances": instances}).encode())
+    answer = body_of(raw)
+    out = {"status": status, "answer": answer, "expected": labels,
+           "fast_ms": round((time.time() - started) * 1000)}
+    if status == 200 and isinstance(answer, dict) and answer.get("final_url"):
+        out["final_status"], out["final"] = poll(base + answer["final_url"], float(args[1]))
+elif mode == "get":
+    status, raw = call("GET", base + args[0])
+    out = {"status": status, "body": body_of(raw)}
 else:
-    print("ready")
+    sys.exit(f"unknown mode {mode}")
+print(json.dumps(out))
 """
 
+IRIS_ROW = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]], "labels": ["setosa"]})
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+DEPENDENT_ENV = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
-def fix_pod(pod: dict[str, Any]) -> dict[str, Any]:
+
+def secret_values(docs: list[Doc]) -> dict[tuple[str, str], str]:
+    values = {}
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            name = doc["metadata"]["name"]
+            for key, value in (doc.get("data") or {}).items():
+                values[(name, key)] = base64.b64decode(value).decode()
+            for key, value in (doc.get("stringData") or {}).items():
+                values[(name, key)] = str(value)
+    return values
+
+
+def resolve_env(env: list[dict[str, Any]], secrets: dict[tuple[str, str], str]) -> None:
+    """Inline secretKeyRef values and expand $(VAR) of earlier variables, like the kubelet."""
+    seen: dict[str, str] = {}
+    for var in env:
+        ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            var.pop("valueFrom")
+            var["value"] = secrets[(ref["name"], ref["key"])]
+        if "value" in var:
+            var["value"] = DEPENDENT_ENV.sub(
+                lambda m: "$" if m.group(0) == "$$" else seen.get(m.group(1), m.group(0)),
+                str(var["value"]),
+            )
+            seen[var["name"]] = var["value"]
+
+
+def fix_pod(
+    pod: dict[str, Any], secrets: dict[tuple[str, str], str] | None = None
+) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     if pod.get("initContainers") and pod.get("restartPolicy", "Always") == "Always":
         pod["restartPolicy"] = "OnFailure"
@@ -63,9 +170,10 @@ def fix_pod(pod: dict[str, Any]) -> dict[str, Any]:
         c.pop("ports", None)
         # podman turns a liveness probe into a `curl` healthcheck (no curl in our images;
         # named ports become port 0 once ports are dropped) and restarts the container when
-        # it fails: drop probes, readiness is checked over HTTP instead
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        # it fails: drop probes, readiness is checked by play() instead
+        for probe in PROBES:
             c.pop(probe, None)
+        resolve_env(c.get("env") or [], secrets or {})
     return pod
 
 
@@ -90,6 +198,32 @@ def with_images(docs: list[Doc], images: dict[str, str]) -> list[Doc]:
     return out
 
 
+def declared(doc: Doc, pattern: Pattern) -> list[str]:
+    """Names of the pattern's processes this workload runs (as its main containers)."""
+    names = {c["name"] for _, c in containers(pod_spec(doc)[1])}
+    return [p.name for p in pattern.processes if p.name in names]
+
+
+def play_order(docs: list[Doc], pattern: Pattern) -> list[Doc]:
+    """Workloads in the order they start (see the module docstring)."""
+    init = {p.name for p in pattern.processes if p.init and p.kube_kind}
+    rank = {p.name: i for i, p in enumerate(pattern.processes)}
+
+    def key(doc: Doc) -> tuple[int, int]:
+        procs = declared(doc, pattern)
+        first = min((rank[p] for p in procs), default=0)
+        if doc["kind"] == "StatefulSet":
+            return 0, first
+        if not procs:  # a component: MLflow, its training Job
+            return (1 if doc["kind"] == "Deployment" else 2), first
+        if set(procs) & init:
+            return 3, first
+        return (4 if doc["kind"] == "Deployment" else 5), first
+
+    workloads = [d for d in docs if d["kind"] in {"StatefulSet", "Deployment", "Job", "CronJob"}]
+    return sorted(workloads, key=key)  # stable: same rank keeps the rendered order
+
+
 class Player:
     def __init__(self, overlay: str, docs: list[Doc], workdir: Path) -> None:
         self.overlay = overlay
@@ -98,12 +232,13 @@ class Player:
         self.net = f"mlsp-play-{overlay.replace('_', '-')}"
         self.files: list[Path] = []
         self.volumes: set[str] = set()
+        self.secrets = secret_values(docs)
         self.client_image = next(
             c["image"]
             for d in docs
-            if d["kind"] == "Deployment"
-            for c in pod_spec(d)[1]["containers"]
-            if "mlsp-serving" in c["image"] or "mlsp-model-in-image" in c["image"]
+            if d["kind"] in POD_OWNERS
+            for _, c in containers(pod_spec(d)[1])
+            if re.search(r"/mlsp-(serving|model-in-image|batch):", c["image"])
         )
 
     def _write(self, name: str, docs: list[Doc]) -> Path:
@@ -127,67 +262,106 @@ class Player:
     def configmaps(self) -> list[Doc]:
         return [d for d in self.docs if d["kind"] == "ConfigMap"]
 
-    def play_deployment(self, dep: Doc) -> tuple[bool, str]:
-        """Run each replica as its own Pod with its own emptyDirs."""
-        template = dep["spec"]["template"]
+    def pod(self, name: str, template: dict[str, Any], restart: str | None = None) -> Doc:
+        spec = fix_pod(template["spec"], self.secrets)
+        if restart:
+            spec["restartPolicy"] = restart
+        self.private_volumes(spec, name)
+        meta = {"name": name, "labels": (template.get("metadata") or {}).get("labels")}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+    def kube_play(self, name: str, docs: list[Doc], aliases: list[str]) -> tuple[bool, str]:
+        path = self._write(name, docs)
+        network = self.net + (":" + ",".join(f"alias={a}" for a in aliases) if aliases else "")
+        result = podman("kube", "play", "--replace", "--network", network, str(path))
+        return result.returncode == 0, (result.stderr or result.stdout)[-1500:]
+
+    def play_replicas(self, doc: Doc) -> tuple[bool, str, list[str]]:
+        """A Deployment or StatefulSet: each replica its own Pod, emptyDirs and (StatefulSet)
+        PVCs; returns (ok, detail, pod names)."""
+        template = doc["spec"]["template"]
+        name = doc["metadata"]["name"]
         claims = {
             (v.get("persistentVolumeClaim") or {}).get("claimName")
             for v in template["spec"].get("volumes") or []
         }
-        pvcs = [
+        extra = [
             d
             for d in self.docs
             if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] in claims
         ]
         pods = []
-        for i in range(dep["spec"].get("replicas", 1)):
-            name = f"{dep['metadata']['name']}-{i}"
-            spec = fix_pod(template["spec"])
-            self.private_volumes(spec, name)
-            meta = {"name": name, "labels": (template.get("metadata") or {}).get("labels")}
-            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
-        path = self._write(dep["metadata"]["name"], [*self.configmaps(), *pvcs, *pods])
-        aliases = ",".join(f"alias={s['metadata']['name']}" for s in services_for(dep, self.docs))
-        network = f"{self.net}:{aliases}" if aliases else self.net
-        result = podman("kube", "play", "--network", network, str(path))
-        return result.returncode == 0, (result.stderr or result.stdout)[-1500:]
+        for i in range(doc["spec"].get("replicas", 1)):
+            pod = self.pod(f"{name}-{i}", template)
+            for claim in doc["spec"].get("volumeClaimTemplates") or []:
+                pvc = copy.deepcopy(claim)
+                pvc_name = f"{claim['metadata']['name']}-{name}-{i}"
+                pvc.update(apiVersion="v1", kind="PersistentVolumeClaim")
+                pvc["metadata"] = {"name": pvc_name}
+                extra.append(pvc)
+                self.volumes.add(pvc_name)
+                pod["spec"].setdefault("volumes", []).append(
+                    {
+                        "name": claim["metadata"]["name"],
+                        "persistentVolumeClaim": {"claimName": pvc_name},
+                    }
+                )
+            pods.append(pod)
+        aliases = [s["metadata"]["name"] for s in services_for(doc, self.docs)]
+        ok, detail = self.kube_play(name, [*self.configmaps(), *extra, *pods], aliases)
+        return ok, detail, [p["metadata"]["name"] for p in pods]
 
-    def play_job(self, job: Doc) -> tuple[int, str]:
-        template = job["spec"]["template"]
-        spec = fix_pod(template["spec"])
-        spec["restartPolicy"] = "Never"
-        name = f"job-{job['metadata']['name']}"
-        self.private_volumes(spec, name)
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": (template.get("metadata") or {}).get("labels")},
-            "spec": spec,
-        }
-        path = self._write(name, [*self.configmaps(), pod])
-        result = podman("kube", "play", "--network", self.net, str(path))
-        if result.returncode != 0:
-            return -1, result.stderr[-1500:]
-        container = f"{name}-{spec['containers'][0]['name']}"
-        deadline = str(job["spec"].get("activeDeadlineSeconds", 600))
-        code = podman("wait", container, timeout=float(deadline) + 30).stdout.strip()
-        logs = podman("logs", container).stdout[-1500:]
-        return int(code or -1), logs
+    def play_job(self, doc: Doc) -> list[tuple[str, int, str]]:
+        """A Job, or one run of a CronJob: its `parallelism` pods as bare Pods, run to the end;
+        returns (pod, exit code, log tail) per pod."""
+        spec = doc["spec"]
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        name = f"job-{doc['metadata']['name']}"
+        pods = [
+            self.pod(f"{name}-{i}", spec["template"], restart="Never")
+            for i in range(spec.get("parallelism", 1))
+        ]
+        ok, detail = self.kube_play(name, [*self.configmaps(), *pods], [])
+        if not ok:
+            return [(name, -1, detail)]
+        deadline = float(spec.get("activeDeadlineSeconds", 600))
+        out = []
+        for pod in pods:
+            container = f"{pod['metadata']['name']}-{pod['spec']['containers'][0]['name']}"
+            code = podman("wait", container, timeout=deadline + 30).stdout.strip()
+            logs = podman("logs", container)
+            tail = (logs.stdout + logs.stderr)[-1500:]
+            out.append(
+                (pod["metadata"]["name"], int(code) if code.lstrip("-").isdigit() else -1, tail)
+            )
+        return out
 
     def client(
-        self, url: str, path: str, timeout: float, body: str | None = None
+        self, mode: str, url: str, *args: str, image: str | None = None, timeout: float = 60
     ) -> tuple[bool, str]:
-        args = ["run", "--rm", "--network", self.net, "--entrypoint", "python", self.client_image]
-        args += ["-c", CLIENT_CHECK, url, path, str(timeout)] + ([body] if body else [])
-        result = podman(*args, timeout=timeout + 60)
+        run = ["run", "--rm", "--network", self.net, "--read-only", "--entrypoint", "python"]
+        run += [image or self.client_image, "-c", CLIENT, mode, url, *args]
+        result = podman(*run, timeout=timeout + 60)
         return result.returncode == 0, (result.stdout.strip() or result.stderr.strip())[-1500:]
 
-    def pod_containers(self, deployment: str) -> list[dict[str, Any]]:
+    def exec_probe(self, container: str, command: list[str], timeout: float) -> tuple[bool, str]:
+        """Run an exec probe's command in the container until it succeeds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = podman("exec", container, *command, timeout=30)
+            if result.returncode == 0:
+                return True, ""
+            if time.monotonic() > deadline:
+                return False, (result.stdout + result.stderr)[-500:] or f"exit {result.returncode}"
+            time.sleep(1)
+
+    def pod_containers(self, pod: str) -> list[dict[str, Any]]:
         out = podman("ps", "-a", "--format", "json").stdout
         return [
             c
             for c in json.loads(out or "[]")
-            if not c.get("IsInfra") and re.match(rf"^{re.escape(deployment)}-\d+-", c["Names"][0])
+            if not c.get("IsInfra") and c["Names"][0].startswith(f"{pod}-")
         ]
 
     def teardown(self) -> None:
@@ -208,65 +382,211 @@ def _service_url(svc: Doc) -> str:
     return f"http://{svc['metadata']['name']}:{port}"
 
 
+def _run_replicas(player: Player, doc: Doc, result: Checks, timeout: float) -> bool:
+    """Play a Deployment or StatefulSet; check readiness, the pod count and the uid."""
+    name, kind = doc["metadata"]["name"], doc["kind"]
+    ok, detail, pods = player.play_replicas(doc)
+    if not result.add(f"kube play {kind} {name}", ok, "" if ok else detail):
+        return False
+    ready = True
+    main = pod_spec(doc)[1]["containers"][0]
+    probe = main.get("readinessProbe") or {}
+    if "exec" in probe:  # run the probe's own command in each replica
+        for pod in pods:
+            command = probe["exec"]["command"]
+            ok, detail = player.exec_probe(f"{pod}-{main['name']}", command, timeout)
+            ready &= result.add(f"{pod} ready ({' '.join(command)[:60]})", ok, detail)
+    else:
+        path = str((probe.get("httpGet") or {}).get("path", "/readyz"))
+        for svc in services_for(doc, player.docs):
+            ok, detail = player.client("ready", _service_url(svc), path, str(timeout))
+            ready &= result.add(f"Service {svc['metadata']['name']} {path} 200", ok, detail)
+    running = {pod: player.pod_containers(pod) for pod in pods}
+    started = [p for p, cs in running.items() if any(c.get("State") == "running" for c in cs)]
+    result.add(
+        f"{kind} {name} runs {len(pods)} pod(s)",
+        len(started) == len(pods),
+        f"running: {started}",
+    )
+    for c in (c for cs in running.values() for c in cs):
+        if c.get("State") == "running":
+            uid = podman("exec", c["Names"][0], "id", "-u").stdout.strip()
+            result.add(f"{c['Names'][0]} runs as uid 10001", uid == "10001", uid)
+    return ready
+
+
+def _run_job(player: Player, doc: Doc, result: Checks) -> list[str]:
+    """Play a Job (or one CronJob run); every pod must exit 0. Returns the pods' logs."""
+    what = f"{doc['kind']} {doc['metadata']['name']}"
+    runs = player.play_job(doc)
+    for pod, code, logs in runs:
+        result.add(f"{what}: pod {pod} exits 0", code == 0, "" if code == 0 else logs)
+    return [logs for _, _, logs in runs]
+
+
+# --- one end-to-end request per pattern -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Functional:
+    mode: str
+    """predict | job | sync_async | batch | client-job (CLIENT's modes, judged by `judge`)."""
+    service: str
+    """The entry Service."""
+    model_from: str | None = None
+    """Process whose image holds the model card (golden examples) at its MLSP_MODEL_DIR;
+    None: the iris row (any iris model says setosa)."""
+
+
+FUNCTIONAL = {
+    "web_single": Functional("predict", "web-single"),
+    "model_in_image": Functional("predict", "model-in-image"),
+    "model_load": Functional("predict", "model-load"),
+    "synchronous": Functional("predict", "synchronous", "server"),
+    "asynchronous": Functional("job", "asynchronous", "worker"),
+    "sync_async": Functional("sync_async", "sync-async", "worker"),
+    "batch_inference": Functional("batch", "batch-inference"),
+}
+
+
+def _labels(body: Any) -> list[str]:
+    preds = body.get("predictions") if isinstance(body, dict) else None
+    return [p.get("label") for p in preds] if isinstance(preds, list) else []
+
+
+def judge(mode: str, out: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a CLIENT answer is right, and what to print."""
+    expected = out.get("expected")
+    if mode == "predict":
+        got = _labels(out.get("body"))
+        return out.get("status") == 200 and got == expected, f"labels {got}, expected {expected}"
+    if mode == "job":
+        final = out.get("final") or {}
+        got = _labels(final.get("result"))
+        ok = out.get("status") == 202 and final.get("status") == "done" and got == expected
+        return ok, (
+            f"202 {out.get('ticket', {}).get('job_id')}, then {final.get('status')} after "
+            f"{final.get('attempts')} attempt(s), labels {got}, expected {expected}"
+        )
+    if mode == "sync_async":
+        answer, final = out.get("answer") or {}, out.get("final") or {}
+        fast = _labels(answer.get("fast"))
+        got = _labels(final.get("result"))
+        ok = (
+            out.get("status") == 200
+            and len(fast) == len(expected or [])
+            and final.get("status") == "done"
+            and got == expected
+        )
+        return ok, (
+            f"fast {fast} in {out.get('fast_ms')} ms, final {final.get('status')} {got} "
+            f"(expected {expected}), revised {(final.get('result') or {}).get('revised')}"
+        )
+    raise ValueError(mode)
+
+
+def _model_card(player: Player, process: str) -> tuple[str, str]:
+    """(image, card path) of the container running `process`."""
+    for doc in player.docs:
+        if doc["kind"] in POD_OWNERS:
+            for _, c in containers(pod_spec(doc)[1]):
+                env = {e["name"]: e.get("value") for e in c.get("env") or []}
+                if c["name"] == process and env.get("MLSP_MODEL_DIR"):
+                    return c["image"], f"{env['MLSP_MODEL_DIR']}/model.json"
+    raise LookupError(f"no container {process} with MLSP_MODEL_DIR")
+
+
+def functional(player: Player, check: Functional, result: Checks) -> None:
+    svc = next(
+        d for d in player.docs if d["kind"] == "Service" and d["metadata"]["name"] == check.service
+    )
+    url = _service_url(svc)
+    if check.mode == "batch":
+        _check_batch(player, url, result)
+        return
+    image, rows = (
+        (None, IRIS_ROW) if check.model_from is None else _model_card(player, check.model_from)
+    )
+    ok, raw = player.client(check.mode, url, rows, "60", image=image, timeout=90)
+    what = {
+        "predict": f"POST {check.service}/predict gives the model's labels",
+        "job": f"POST {check.service}/jobs, polled to done with the model's labels",
+        "sync_async": f"POST {check.service}/predict: fast answer, then the final one by polling",
+    }[check.mode]
+    if not ok:
+        result.add(what, False, raw)
+        return
+    good, detail = judge(check.mode, json.loads(raw))
+    result.add(what, good, detail if good else f"{detail}; {raw[-600:]}")
+
+
+def _check_batch(player: Player, url: str, result: Checks) -> None:
+    """After the seed and one scoring run: every item has a prediction or an error."""
+    seed = next(
+        c
+        for d in player.docs
+        if d["kind"] == "Job"
+        for _, c in containers(pod_spec(d)[1])
+        if c["name"] == "seed"
+    )
+    rows = int(next(e["value"] for e in seed["env"] if e["name"] == "MLSP_SEED_ROWS"))
+    ok, raw = player.client("get", url, "/summary")
+    if not ok:
+        result.add("GET /summary", False, raw)
+        return
+    body = json.loads(raw).get("body") or {}
+    versions = body.get("model_versions") or {}
+    complete = bool(versions) and all(
+        v.get("unscored") == 0 and v.get("scored", 0) + v.get("errors", 0) == rows
+        for v in versions.values()
+    )
+    result.add(
+        f"GET /summary: {rows} items seeded, each scored once (or failed) per model version",
+        body.get("items") == rows and complete,
+        json.dumps(body)[:400],
+    )
+
+
+def _check_client_job(logs: list[str], result: Checks) -> None:
+    """synchronous: the line routed every item, and shipped some (the server answered)."""
+    for log in logs:
+        summary = next(
+            (json.loads(ln) for ln in reversed(log.splitlines()) if '"event": "summary"' in ln),
+            None,
+        )
+        ok = (
+            summary is not None
+            and summary["ship"] + summary["recheck"] == summary["items"] > 0
+            and summary["ship"] > 0
+        )
+        result.add(
+            "client routed every item (ship or recheck) and shipped some",
+            ok,
+            json.dumps(summary) if summary else log[-300:],
+        )
+
+
 def play(overlay: str, docs: list[Doc], *, timeout: float = 180) -> Checks:
     """Run the overlay and check that pods become ready and answer and that Jobs exit 0."""
+    from patterns.runner import load as load_pattern
+
+    pattern = load_pattern(overlay)
     result = Checks(indent="  ")
     with tempfile.TemporaryDirectory(prefix="mlsp-play-") as tmp:
         player = Player(overlay, docs, Path(tmp))
         podman("network", "rm", "-f", player.net)  # left by an interrupted run
         podman("network", "create", player.net, check=True)
         try:
-            deployments = [d for d in docs if d["kind"] == "Deployment"]
-            plain = [d for d in deployments if not pod_spec(d)[1].get("initContainers")]
-            with_init = [d for d in deployments if pod_spec(d)[1].get("initContainers")]
-            jobs = [d for d in docs if d["kind"] == "Job"]
-            for dep in plain:
-                _run_deployment(player, dep, result, timeout)
-            for job in jobs:
-                code, logs = player.play_job(job)
-                result.add(
-                    f"Job {job['metadata']['name']} exits 0", code == 0, "" if code == 0 else logs
-                )
-            for dep in with_init:
-                _run_deployment(player, dep, result, timeout)
+            healthy = True
+            for doc in play_order(docs, pattern):
+                if doc["kind"] in {"Deployment", "StatefulSet"}:
+                    healthy &= _run_replicas(player, doc, result, timeout)
+                else:
+                    logs = _run_job(player, doc, result)
+                    if overlay == "synchronous" and "client" in declared(doc, pattern):
+                        _check_client_job(logs, result)
+            if overlay in FUNCTIONAL and healthy:
+                functional(player, FUNCTIONAL[overlay], result)
         finally:
             player.teardown()
     return result
-
-
-def _readiness_path(dep: Doc) -> str:
-    """The path the manifest's readiness probe calls (probes are dropped for kube play)."""
-    probe = pod_spec(dep)[1]["containers"][0].get("readinessProbe") or {}
-    return str((probe.get("httpGet") or {}).get("path", "/readyz"))
-
-
-def _run_deployment(player: Player, dep: Doc, result: Checks, timeout: float) -> None:
-    name = dep["metadata"]["name"]
-    ok, detail = player.play_deployment(dep)
-    result.add(f"kube play Deployment {name}", ok, "" if ok else detail)
-    if not ok:
-        return
-    replicas = dep["spec"].get("replicas", 1)
-    for svc in services_for(dep, player.docs):
-        path = _readiness_path(dep)
-        ready, detail = player.client(_service_url(svc), path, timeout)
-        result.add(f"Service {svc['metadata']['name']} {path} 200", ready, "" if ready else detail)
-        if ready and path == "/readyz":
-            ok, body = player.client(
-                _service_url(svc), "/readyz", 10, json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]})
-            )
-            good = ok and json.loads(body)["predictions"][0]["label"] == "setosa"
-            result.add(f"Service {svc['metadata']['name']} predicts setosa", good, body[-300:])
-    pods = {
-        m.group(1)
-        for c in player.pod_containers(name)
-        if (m := re.match(rf"^({re.escape(name)}-\d+)-", c["Names"][0]))
-    }
-    result.add(
-        f"Deployment {name} runs {replicas} pod(s)", len(pods) == replicas, str(sorted(pods))
-    )
-    for c in player.pod_containers(name):
-        if c.get("State") != "running":
-            continue
-        uid = podman("exec", c["Names"][0], "id", "-u").stdout.strip()
-        result.add(f"{c['Names'][0]} runs as uid 10001", uid == "10001", uid)

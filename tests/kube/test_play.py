@@ -1,0 +1,114 @@
+"""kube play's preparation, without podman: what the kubelet would do that podman 4.3 does not
+(Secret values, $(VAR) expansion), the start order, and which built image each container gets."""
+
+from __future__ import annotations
+
+import base64
+
+from kube import manifests, play
+from kube.manifests import Doc, pod_spec
+from patterns import runner
+
+
+def _docs(overlay: str) -> list[Doc]:
+    return manifests.load(manifests.render(overlay))
+
+
+def test_secrets_are_inlined_and_dependent_vars_expanded() -> None:
+    secrets = {("pg", "PW"): "s3cret"}
+    env = [
+        {"name": "A", "value": "x$(PW)"},  # PW not defined yet: left as is
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "PW"}}},
+        {"name": "URL", "value": "postgresql://u:$(PW)@db/$(A)"},
+        {"name": "ESC", "value": "$$(PW) $(NOPE)"},
+    ]
+    play.resolve_env(env, secrets)
+    assert [e["value"] for e in env] == [
+        "x$(PW)",
+        "s3cret",
+        "postgresql://u:s3cret@db/x$(PW)",
+        "$(PW) $(NOPE)",
+    ]
+    assert all("valueFrom" not in e for e in env)
+
+
+def test_played_batch_pods_get_the_database_url_the_kubelet_would_build() -> None:
+    docs = _docs("batch_inference")
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    password = base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode()
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    pod = play.fix_pod(pod_spec(cron)[1], play.secret_values(docs))
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["MLSP_DATABASE_URL"] == f"postgresql://mlsp:{password}@postgres:5432/mlsp"
+    assert "ports" not in pod["containers"][0] and "readinessProbe" not in pod["containers"][0]
+
+
+def _order(overlay: str) -> list[str]:
+    docs = _docs(overlay)
+    return [
+        f"{d['kind']}/{d['metadata']['name']}" for d in play.play_order(docs, runner.load(overlay))
+    ]
+
+
+def test_start_order_follows_the_runner() -> None:
+    # dependencies, then init steps in declaration order, then servers, then clients
+    assert _order("batch_inference") == [
+        "StatefulSet/postgres",
+        "Job/batch-inference-seed",
+        "CronJob/batch-inference-score",
+        "Deployment/batch-inference-api",
+    ]
+    assert _order("synchronous") == ["Deployment/synchronous-server", "Job/synchronous-client"]
+    assert _order("model_load") == [
+        "Deployment/mlflow",
+        "Job/train-register",
+        "Deployment/model-load",
+    ]
+    assert _order("sync_async") == [
+        "StatefulSet/redis",
+        "Deployment/sync-async-fast",
+        "Deployment/sync-async-worker",
+        "Deployment/sync-async-proxy",
+    ]
+
+
+def test_each_container_gets_the_built_image_of_its_model() -> None:
+    docs = _docs("sync_async")
+    built = {
+        "serving": "localhost/mlsp-serving:0.1.0",
+        "redis": "localhost/mlsp-redis:7.0",
+        "model-in-image:digits-lr": "localhost/mlsp-model-in-image:digits-lr-v3",
+        "model-in-image:digits-svc": "localhost/mlsp-model-in-image:digits-svc-v7",
+    }
+    images = {
+        c["name"]: c["image"]
+        for d in play.with_images(docs, built)
+        if d["kind"] in {"Deployment", "StatefulSet"}
+        for c in pod_spec(d)[1]["containers"]
+    }
+    assert images == {
+        "proxy": "localhost/mlsp-serving:0.1.0",
+        "fast": "localhost/mlsp-model-in-image:digits-lr-v3",
+        "worker": "localhost/mlsp-model-in-image:digits-svc-v7",
+        "redis": "localhost/mlsp-redis:7.0",
+    }
+
+
+def test_judging_answers() -> None:
+    ok, _ = play.judge(
+        "job",
+        {
+            "status": 202,
+            "ticket": {"job_id": "x"},
+            "expected": ["1", "7"],
+            "final": {
+                "status": "done",
+                "result": {"predictions": [{"label": "1"}, {"label": "7"}]},
+            },
+        },
+    )
+    assert ok
+    bad, detail = play.judge(
+        "predict", {"status": 200, "body": {"predictions": [{"label": "3"}]}, "expected": ["8"]}
+    )
+    assert not bad and "expected ['8']" in detail
