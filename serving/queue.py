@@ -325,6 +325,40 @@ class JobQueue:
             )
         return bool(applied)
 
+    async def complete_many(self, done: Sequence[tuple[Delivery, Mapping[str, Any]]]) -> int:
+        """`complete` for a batch in one round trip (one pipeline of completion scripts);
+        returns how many results were stored."""
+        if not done:
+            return 0
+        now = int(time.time() * 1000)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for d, result in done:
+                body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+                args: list[bytes | str | int] = [
+                    GROUP,
+                    d.entry_id,
+                    DONE,
+                    self.settings.result_ttl_seconds,
+                    self.channel(d.job_id),
+                    now,
+                    1,
+                    "result",
+                    body,
+                ]
+                await self._finish(
+                    keys=[self.job_key(d.job_id), self.stream, ""], args=args, client=pipe
+                )
+            replies = await pipe.execute()
+        stored = 0
+        latency = metrics.JOB_LATENCY.labels(self.pattern)
+        for applied, created in replies:
+            if applied:
+                stored += 1
+                if created:
+                    latency.observe(max(0.0, now / 1000 - int(created) / 1000))
+        metrics.JOBS.labels(self.pattern, DONE).inc(stored)
+        return stored
+
     async def complete(self, d: Delivery, result: Mapping[str, Any]) -> bool:
         """Store the result unless the job already ended; acknowledge either way."""
         applied = await self._settle(
@@ -426,11 +460,13 @@ class Worker:
             for d in todo:
                 await self.queue.retry_later(d, f"{type(exc).__name__}: {exc}"[:500])
             return
+        done = []
         for d, outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, Rejected):
                 await self.queue.fail(d, outcome.error, rejected=True)
             else:
-                await self.queue.complete(d, outcome)
+                done.append((d, outcome))
+        await self.queue.complete_many(done)
 
 
 async def wait_for_terminal(

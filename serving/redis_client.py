@@ -22,15 +22,18 @@ OUTAGE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.R
 def connect(
     url: str, *, connect_timeout: float = 0.5, timeout: float = 2.0, max_connections: int = 64
 ) -> aioredis.Redis:
-    """An asyncio client; binary-safe (responses are bytes)."""
-    return aioredis.Redis.from_url(
+    """An asyncio client; binary-safe (responses are bytes). The pool is bounded and a caller
+    waits up to `timeout` for a free connection (the default pool raises at once instead)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_connect_timeout=connect_timeout,
         socket_timeout=timeout,
-        max_connections=max_connections,
         health_check_interval=10,
         retry_on_timeout=False,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def ready_check(client: aioredis.Redis, service: str, name: str = "redis") -> ReadyCheck:

@@ -32,7 +32,7 @@ from serving.model import OnnxModel
 log = logging.getLogger("batch_inference")
 
 TAKE = """SELECT i.id, i.features FROM items i
-WHERE NOT EXISTS (
+WHERE i.id > %s AND NOT EXISTS (
     SELECT 1 FROM predictions p WHERE p.item_id = i.id AND p.model_version = %s
 )
 ORDER BY i.id LIMIT %s"""
@@ -94,13 +94,22 @@ def run(s: ScoreSettings) -> dict[str, int]:
     db = Db.from_settings(s)
     take = TAKE + (LOCK if db.postgres else "")
     stats = {"chunks": 0, "scored": 0, "errors": 0}
+    # Keyset cursor: each query starts after the last id this run took, instead of walking
+    # past every scored item again (quadratic on a big table). Items another scorer had
+    # locked and then dropped (it crashed) are behind the cursor: one last sweep from the
+    # start picks them up.
+    cursor, swept = 0, False
     try:
         while True:
             db.begin()
-            items = db.execute(take, (version, s.chunk_size)).fetchall()
+            items = db.execute(take, (cursor, version, s.chunk_size)).fetchall()
             if not items:
                 db.rollback()
-                break
+                if swept or cursor == 0:
+                    break
+                cursor, swept = 0, True
+                continue
+            cursor = max(item_id for item_id, _ in items)
             rows = score_chunk(model, version, items)
             db.executemany(WRITE, rows)
             db.commit()
