@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         with port_forward(pattern.id) as url:
             return locust(pattern.id, url, args.seconds, args.users)
     with start_pattern(pattern.id) as run:
-        return locust(pattern.id, run.url(), args.seconds, args.users)
+        return locust(pattern.id, run.url(pattern.entry), args.seconds, args.users)
 
 
 if __name__ == "__main__":

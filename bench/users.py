@@ -7,6 +7,7 @@ A pattern's locustfile subclasses `IrisUser` (and may add tasks): varied iris ro
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from locust import FastHttpUser, between, task
 
@@ -51,3 +52,36 @@ class IrisUser(FastHttpUser):
                 resp.success()
             else:
                 resp.failure(f"expected 422, got {resp.status_code}")
+
+
+def digits_row() -> list[float]:
+    """An 8x8 digit as 64 values in 0..16 (a stroke on a blank grid, like the digits data)."""
+    grid = [[0.0] * 8 for _ in range(8)]
+    col = random.randint(2, 5)
+    for r in range(1, 7):
+        grid[r][col] = float(random.randint(10, 16))
+        if random.random() < 0.3:
+            grid[r][min(7, col + 1)] = float(random.randint(0, 12))
+    return [v for line in grid for v in line]
+
+
+def digit_png() -> bytes:
+    """The same kind of digit as a 32x32 PNG."""
+    import io
+
+    from PIL import Image
+
+    values = digits_row()
+    img = Image.new("L", (8, 8))
+    img.putdata([int(v * 255 / 16) for v in values])
+    buf = io.BytesIO()
+    img.resize((32, 32), Image.Resampling.NEAREST).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def expect(resp: Any, *codes: int) -> None:
+    """Mark a catch_response request as failed unless its status is one of `codes`."""
+    if resp.status_code in codes:
+        resp.success()
+    else:
+        resp.failure(f"expected {codes}, got {resp.status_code}")

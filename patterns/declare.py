@@ -59,3 +59,6 @@ class Pattern:
     models: tuple[str, ...] = ()
     """Trained models the pattern serves (`make models` produces them)."""
     status: str = "done"
+    entry: str | None = None
+    """The process clients talk to (load tests, the printed URL); default: the first one
+    that serves HTTP."""

@@ -33,4 +33,5 @@ PATTERN = Pattern(
     ),
     needs=("redis",),
     models=("digits-lr", "digits-svc"),
+    entry="proxy",
 )
