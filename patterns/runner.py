@@ -333,12 +333,14 @@ def start_pattern(
     data_dir: Path | None = None,
     first_port: int | None = None,
     env: Mapping[str, str] | None = None,
+    process_env: Mapping[str, Mapping[str, str]] | None = None,
     log_dir: Path | None = None,
     foreground: bool = False,
     ready_timeout: float = 60.0,
     init_timeout: float = 180.0,
 ) -> Iterator[RunningPattern]:
-    """Start every process of a pattern and wait until each /readyz answers 200."""
+    """Start every process of a pattern and wait until each /readyz answers 200. `env` is added
+    to every process's environment, `process_env[name]` to one process's."""
     pattern = load(name)
     data_dir = data_dir or Path(os.environ.get("MLSP_DATA_DIR", ROOT / "data"))
     workdir = Path(tempfile.mkdtemp(prefix=f"mlsp-{pattern.id}-"))
@@ -379,6 +381,7 @@ def start_pattern(
                     workdir=workdir,
                 ),
                 **(env or {}),
+                **(process_env or {}).get(proc.name, {}),
             }
             if proc.port is not None and not proc.init:
                 proc_env["MLSP_PORT"] = str(ports[proc.name])

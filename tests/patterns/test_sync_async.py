@@ -33,12 +33,9 @@ def pattern(
     data_dir: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RunningPattern]:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    env = {
-        "MLSP_SIMULATED_LATENCY_MS": str(HEAVY_MS),
-        "MLSP_VISIBILITY_TIMEOUT_SECONDS": "1",
-        "MLSP_RECLAIM_INTERVAL_SECONDS": "0.3",
-    }
-    with start_pattern("sync_async", data_dir=data_dir, env=env) as run:
+    env = {"MLSP_VISIBILITY_TIMEOUT_SECONDS": "1", "MLSP_RECLAIM_INTERVAL_SECONDS": "0.3"}
+    heavy = {"worker": {"MLSP_SIMULATED_LATENCY_MS": str(HEAVY_MS)}}
+    with start_pattern("sync_async", data_dir=data_dir, env=env, process_env=heavy) as run:
         yield run
 
 
