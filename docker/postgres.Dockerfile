@@ -20,9 +20,13 @@ RUN mkdir -p /etc/postgresql-common \
       "postgresql-${PG_MAJOR}" >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
            /usr/share/locale/* "/usr/share/postgresql/${PG_MAJOR}/man" \
+ # no JIT (-150 MB): LLVM and the bitcode only serve it; without its provider PostgreSQL
+ # plans without JIT, and the manifest says jit=off too
+ && rm -rf /usr/lib/x86_64-linux-gnu/libLLVM-* /usr/lib/x86_64-linux-gnu/libz3.so* \
+           "/usr/lib/postgresql/${PG_MAJOR}/lib/llvmjit"* "/usr/lib/postgresql/${PG_MAJOR}/lib/bitcode" \
  && groupmod -g 10001 postgres && usermod -u 10001 -g 10001 postgres \
- && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
- && chown -R 10001:10001 /var/lib/postgresql /var/run/postgresql \
+ && mkdir -p /var/lib/postgresql/data /run/postgresql \
+ && chown -R 10001:10001 /var/lib/postgresql /run/postgresql \
  && "/usr/lib/postgresql/${PG_MAJOR}/bin/postgres" --version | tee /dev/stderr \
       | grep -q " ${PG_MAJOR}\."
 COPY docker/postgres-entrypoint.sh /usr/local/bin/mlsp-postgres

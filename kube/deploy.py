@@ -130,6 +130,80 @@ def wait_rollout(
             sleep(2)
 
 
+def job_state(job: Any) -> tuple[bool | None, str]:
+    """(True done | False failed | None running, summary) of a V1Job."""
+    st = job.status
+    conditions = {c.type: c.status for c in st.conditions or []}
+    state = f"{st.active or 0} active, {st.succeeded or 0} succeeded, {st.failed or 0} failed"
+    if conditions.get("Complete") == "True":
+        return True, state
+    if conditions.get("Failed") == "True":
+        return False, state
+    return None, state
+
+
+def wait_jobs(
+    api: Any, names: list[str], timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Poll BatchV1Api.read_namespaced_job until every Job completed; raise on a failed one."""
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    last: dict[str, str] = {}
+    while pending:
+        for name in list(pending):
+            done, state = job_state(api.read_namespaced_job(name, NS))
+            if state != last.get(name):
+                print(f"  job {name}: {state}", flush=True)
+                last[name] = state
+            if done is False:
+                raise DeployError(f"Job {name} failed: kubectl -n {NS} logs job/{name}")
+            if done:
+                pending.remove(name)
+        if pending:
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"Jobs not complete after {timeout:.0f} s: {', '.join(pending)} "
+                    f"(kubectl -n {NS} describe job {pending[0]})"
+                )
+            sleep(2)
+
+
+def init_steps(pattern: str, docs: list[manifests.Doc]) -> tuple[list[str], list[str]]:
+    """(Jobs, CronJobs) that run the pattern's `init` processes (patterns/declare.py): the
+    runner runs them before the servers, so deploy waits for the Jobs and starts one run of
+    each CronJob at once instead of at its first schedule."""
+    from patterns.runner import load
+
+    init = {p.name for p in load(pattern).processes if p.init and p.kube_kind}
+    jobs: list[str] = []
+    crons: list[str] = []
+    for doc in docs:
+        if doc["kind"] in {"Job", "CronJob"}:
+            names = {c["name"] for _, c in manifests.containers(manifests.pod_spec(doc)[1])}
+            if names & init:
+                (jobs if doc["kind"] == "Job" else crons).append(doc["metadata"]["name"])
+    return jobs, crons
+
+
+def run_cronjob_now(name: str) -> str:
+    """`kubectl create job --from=cronjob/NAME NAME-now` (replacing an earlier one)."""
+    job = f"{name}-now"
+    subprocess.run(
+        ["kubectl", "-n", NS, "delete", "job", "--ignore-not-found", "--wait", job], check=True
+    )
+    subprocess.run(
+        ["kubectl", "-n", NS, "create", "job", f"--from=cronjob/{name}", job], check=True
+    )
+    return job
+
+
+def batch_api() -> Any:
+    from kubernetes import client, config
+
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.BatchV1Api()
+
+
 def apps_api() -> Any:
     from kubernetes import client, config
 
@@ -151,15 +225,24 @@ def deploy(pattern: str, timeout: float = 600) -> None:
     load_images(cluster, name, list(refs.values()))
     docs = rendered(pattern, refs)
     apply(docs)
+    init_jobs, init_crons = init_steps(pattern, docs)
+    if init_jobs:  # e.g. batch_inference's seed, before its first scoring run
+        print(f"waiting for {', '.join(init_jobs)}", flush=True)
+        wait_jobs(batch_api(), init_jobs, timeout)
+    started = [run_cronjob_now(name) for name in init_crons]
     deployments = [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"]
     print(f"waiting for {', '.join(deployments)} to roll out", flush=True)
     wait_rollout(apps_api(), deployments, timeout)
+    others = [d["metadata"]["name"] for d in docs if d["kind"] == "Job"]
+    others = [name for name in others if name not in init_jobs]
+    if started or others:  # a scoring run, a client Job, model_load's training Job
+        print(f"waiting for {', '.join(started + others)}", flush=True)
+        wait_jobs(batch_api(), started + others, timeout)
     svc = service_name(pattern)
     print(
         f"\n{pattern} is running in namespace {NS} on {cluster}. Reach it with:\n"
         f"  kubectl -n {NS} port-forward svc/{svc} 8000:8000\n"
-        f"  curl -s localhost:8000/predict -H 'content-type: application/json' "
-        f"-d '{{\"instances\":[[5.1,3.5,1.4,0.2]]}}'\n"
+        f"and see patterns/{pattern}/README.md (Run on Kubernetes) for requests to send.\n"
         f"Load test through a port-forward: make loadtest PATTERN={pattern} TARGET=k8s\n"
         f"Remove it: make undeploy PATTERN={pattern}"
     )

@@ -110,3 +110,46 @@ def test_rendered_overlay_uses_the_built_tags() -> None:
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"localhost/mlsp-model-in-image:iris-svc-v7"}
+
+
+def job(active: int = 0, succeeded: int = 0, failed: int = 0, cond: str | None = None) -> Any:
+    conditions = [SimpleNamespace(type=cond, status="True")] if cond else None
+    return SimpleNamespace(
+        status=SimpleNamespace(
+            active=active, succeeded=succeeded, failed=failed, conditions=conditions
+        )
+    )
+
+
+class FakeBatch:
+    def __init__(self, states: dict[str, list[Any]]) -> None:
+        self.states = states
+
+    def read_namespaced_job(self, name: str, namespace: str) -> Any:
+        assert namespace == "ml-patterns"
+        seq = self.states[name]
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+
+def test_wait_jobs_until_complete_and_fails_fast_on_a_failed_job() -> None:
+    # a pod failed once (retried with back-off, e.g. PostgreSQL not up yet): still running
+    api = FakeBatch({"seed": [job(active=1), job(active=1, failed=1), job(1, 1, 1, "Complete")]})
+    deploy.wait_jobs(api, ["seed"], timeout=60, sleep=lambda s: None)
+    with pytest.raises(DeployError, match="logs job/seed"):
+        deploy.wait_jobs(
+            FakeBatch({"seed": [job(failed=7, cond="Failed")]}), ["seed"], 60, lambda s: None
+        )
+    with pytest.raises(DeployError, match="not complete"):
+        deploy.wait_jobs(FakeBatch({"seed": [job(active=1)]}), ["seed"], 0, lambda s: None)
+
+
+def test_init_steps_are_the_declared_init_processes() -> None:
+    from kube import manifests
+
+    batch = manifests.load(manifests.render("batch_inference"))
+    assert deploy.init_steps("batch_inference", batch) == (
+        ["batch-inference-seed"],
+        ["batch-inference-score"],
+    )
+    sync = manifests.load(manifests.render("synchronous"))
+    assert deploy.init_steps("synchronous", sync) == ([], [])  # the client is no init step
