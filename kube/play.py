@@ -120,8 +120,9 @@ elif mode == "sync_async":  # POST /predict: the fast answer now, the final one 
     if status == 200 and isinstance(answer, dict) and answer.get("final_url"):
         out["final_status"], out["final"] = poll(base + answer["final_url"], float(args[1]))
 elif mode == "get":
-    status, raw = call("GET", base + args[0])
-    out = {"status": status, "body": body_of(raw)}
+    started = time.time()
+    status, raw = call("GET", base + args[0], timeout=30)
+    out = {"status": status, "body": body_of(raw), "ms": round((time.time() - started) * 1000)}
 else:
     sys.exit(f"unknown mode {mode}")
 print(json.dumps(out))
@@ -343,7 +344,9 @@ class Player:
         run = ["run", "--rm", "--network", self.net, "--read-only", "--entrypoint", "python"]
         run += [image or self.client_image, "-c", CLIENT, mode, url, *args]
         result = podman(*run, timeout=timeout + 60)
-        return result.returncode == 0, (result.stdout.strip() or result.stderr.strip())[-1500:]
+        if result.returncode == 0:
+            return True, result.stdout.strip()
+        return False, (result.stdout.strip() or result.stderr.strip())[-1500:]
 
     def exec_probe(self, container: str, command: list[str], timeout: float) -> tuple[bool, str]:
         """Run an exec probe's command in the container until it succeeds."""
@@ -516,8 +519,43 @@ def functional(player: Player, check: Functional, result: Checks) -> None:
     if not ok:
         result.add(what, False, raw)
         return
-    good, detail = judge(check.mode, json.loads(raw))
+    try:
+        out = json.loads(raw.splitlines()[-1])
+        good, detail = judge(check.mode, out)
+    except (ValueError, IndexError, AttributeError, TypeError) as exc:
+        good, detail = False, f"unexpected answer ({exc!r})"
     result.add(what, good, detail if good else f"{detail}; {raw[-600:]}")
+    if good and check.mode == "job":
+        _check_redis_durable(player, url, out["ticket"]["status_url"], result)
+
+
+def _check_redis_durable(player: Player, url: str, status_url: str, result: Checks) -> None:
+    """The finished job survives `kill -9` of Redis: the append-only file (fsync every second)
+    on the StatefulSet's volume, replayed at restart."""
+    sts = next((d for d in player.docs if d["kind"] == "StatefulSet"), None)
+    if sts is None:
+        return
+    container = f"{sts['metadata']['name']}-0-{pod_spec(sts)[1]['containers'][0]['name']}"
+    time.sleep(2)  # past appendfsync everysec
+    podman("kill", "--signal", "KILL", container)
+    podman("wait", container, timeout=30)
+    started = podman("start", container)
+    probe = pod_spec(sts)[1]["containers"][0]["readinessProbe"]["exec"]["command"]
+    ready, detail = player.exec_probe(container, probe, 60)
+    body: Any = {}
+    ok, raw = False, detail
+    deadline = time.monotonic() + 30
+    while ready and time.monotonic() < deadline:  # the API reconnects (503 until then)
+        ok, raw = player.client("get", url, status_url)
+        body = json.loads(raw.splitlines()[-1]).get("body", {}) if ok else {}
+        if isinstance(body, dict) and "status" in body:
+            break
+        time.sleep(1)
+    result.add(
+        f"after kill -9 and restart of {container}, GET {status_url} is still done",
+        started.returncode == 0 and isinstance(body, dict) and body.get("status") == "done",
+        json.dumps(body)[:200] if ok else raw[-300:],
+    )
 
 
 def _check_batch(player: Player, url: str, result: Checks) -> None:
@@ -534,7 +572,8 @@ def _check_batch(player: Player, url: str, result: Checks) -> None:
     if not ok:
         result.add("GET /summary", False, raw)
         return
-    body = json.loads(raw).get("body") or {}
+    answer = json.loads(raw)
+    body = answer.get("body") or {}
     versions = body.get("model_versions") or {}
     complete = bool(versions) and all(
         v.get("unscored") == 0 and v.get("scored", 0) + v.get("errors", 0) == rows
@@ -542,8 +581,8 @@ def _check_batch(player: Player, url: str, result: Checks) -> None:
     )
     result.add(
         f"GET /summary: {rows} items seeded, each scored once (or failed) per model version",
-        body.get("items") == rows and complete,
-        json.dumps(body)[:400],
+        answer.get("status") == 200 and body.get("items") == rows and complete,
+        f"{answer.get('ms')} ms: {json.dumps(body)[:400]}",
     )
 
 
