@@ -428,9 +428,10 @@ def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
         placed = [(w, r) for w, r, _ in found[proc.name] if w.split("/")[0] in kinds and r == role]
         if not placed:
             seen = ", ".join(f"{r} container of {w}" for w, r, _ in found[proc.name])
+            want = "an initContainer" if role == "init" else "a main container"
             errors.append(
-                f"{where} is a {seen}; declared init={proc.init}, kube_kind={proc.kube_kind} "
-                f"wants a {role} container of a {'/'.join(sorted(kinds))}"
+                f"{where} is a {seen}; declared init={proc.init}, kube_kind={proc.kube_kind}: "
+                f"it must be {want} of a {'/'.join(sorted(kinds))}"
             )
         for workload, _, c in found[proc.name]:
             if c.get("command") != proc.command:
