@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -118,16 +117,31 @@ def test_mlflow_down_exits_nonzero_at_the_deadline(tmp_path: Path) -> None:
 
 
 def test_an_alias_set_while_waiting_is_picked_up(registry: Registry, tmp_path: Path) -> None:
-    """A fresh cluster: the loader starts before the training Job registered anything."""
-    timer = threading.Timer(2.0, registry.set_alias, ("late", registry.versions[0]))
-    timer.start()
-    try:
-        result = run_loader(registry.url, tmp_path / "m", "models:/iris-svc@late", deadline=60)
-    finally:
-        timer.cancel()
-    assert result.returncode == 0, result.stdout
-    log = events(result.stdout)
-    assert any("not in the registry yet" in str(e.get("error")) for e in log)
+    """A fresh cluster: the loader starts before the training Job registered anything. The
+    alias is set once the loader has reported that it is waiting for it."""
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registry.url,
+        "MLSP_MODEL_URI": "models:/iris-svc@late",
+        "MLSP_MODEL_DIR": str(tmp_path / "m"),
+        "MLSP_LOAD_DEADLINE_SECONDS": "60",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.loader"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines, aliased = [], False
+    for line in proc.stdout:  # ends when the loader exits (bounded by its 60 s deadline)
+        lines.append(line)
+        if not aliased and "not in the registry yet" in line:
+            registry.set_alias("late", registry.versions[0])
+            aliased = True
+    assert proc.wait(10) == 0, "".join(lines)
+    assert aliased
     assert (
         json.loads((tmp_path / "m" / "model.json").read_text())["version"] == (registry.versions[0])
     )
