@@ -423,7 +423,8 @@ def _run_job(player: Player, doc: Doc, result: Checks) -> list[str]:
     what = f"{doc['kind']} {doc['metadata']['name']}"
     runs = player.play_job(doc)
     for pod, code, logs in runs:
-        result.add(f"{what}: pod {pod} exits 0", code == 0, "" if code == 0 else logs)
+        last = next((ln for ln in reversed(logs.splitlines()) if ln.strip()), "")
+        result.add(f"{what}: pod {pod} exits 0", code == 0, last[-240:] if code == 0 else logs)
     return [logs for _, _, logs in runs]
 
 
