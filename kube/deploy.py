@@ -106,28 +106,48 @@ def rollout_done(dep: Any) -> tuple[bool, str]:
     return observed and updated == want and available == want and total == want, state
 
 
-def wait_rollout(
-    api: Any, names: list[str], timeout: float, sleep: Callable[[float], None] = time.sleep
+def _poll_all(
+    names: list[str],
+    read: Callable[[str], tuple[bool | None, str]],
+    what: str,
+    hint: str,
+    timeout: float,
+    sleep: Callable[[float], None],
 ) -> None:
-    """Poll AppsV1Api.read_namespaced_deployment until every Deployment has rolled out."""
+    """Poll `read(name)` -> (True done | False failed | None not yet, state) for every name,
+    printing state changes, until all are done; raise on a failure or after `timeout`."""
     deadline = time.monotonic() + timeout
     pending = list(names)
     last: dict[str, str] = {}
     while pending:
         for name in list(pending):
-            done, state = rollout_done(api.read_namespaced_deployment(name, NS))
+            done, state = read(name)
             if state != last.get(name):
                 print(f"  {name}: {state}", flush=True)
                 last[name] = state
+            if done is False:
+                raise DeployError(f"{what} {name} failed: kubectl -n {NS} logs job/{name}")
             if done:
                 pending.remove(name)
         if pending:
             if time.monotonic() > deadline:
                 raise DeployError(
-                    f"not rolled out after {timeout:.0f} s: {', '.join(pending)} "
-                    f"(kubectl -n {NS} get pods; kubectl -n {NS} describe deploy {pending[0]})"
+                    f"{what} not done after {timeout:.0f} s: {', '.join(pending)} "
+                    f"(kubectl -n {NS} {hint} {pending[0]})"
                 )
             sleep(2)
+
+
+def wait_rollout(
+    api: Any, names: list[str], timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Poll AppsV1Api.read_namespaced_deployment until every Deployment has rolled out."""
+
+    def read(name: str) -> tuple[bool | None, str]:
+        done, state = rollout_done(api.read_namespaced_deployment(name, NS))
+        return (True if done else None), state
+
+    _poll_all(names, read, "Deployment", "describe deploy", timeout, sleep)
 
 
 def job_state(job: Any) -> tuple[bool | None, str]:
@@ -146,26 +166,14 @@ def wait_jobs(
     api: Any, names: list[str], timeout: float, sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """Poll BatchV1Api.read_namespaced_job until every Job completed; raise on a failed one."""
-    deadline = time.monotonic() + timeout
-    pending = list(names)
-    last: dict[str, str] = {}
-    while pending:
-        for name in list(pending):
-            done, state = job_state(api.read_namespaced_job(name, NS))
-            if state != last.get(name):
-                print(f"  job {name}: {state}", flush=True)
-                last[name] = state
-            if done is False:
-                raise DeployError(f"Job {name} failed: kubectl -n {NS} logs job/{name}")
-            if done:
-                pending.remove(name)
-        if pending:
-            if time.monotonic() > deadline:
-                raise DeployError(
-                    f"Jobs not complete after {timeout:.0f} s: {', '.join(pending)} "
-                    f"(kubectl -n {NS} describe job {pending[0]})"
-                )
-            sleep(2)
+    _poll_all(
+        names,
+        lambda name: job_state(api.read_namespaced_job(name, NS)),
+        "Job",
+        "describe job",
+        timeout,
+        sleep,
+    )
 
 
 def init_steps(pattern: str, docs: list[manifests.Doc]) -> tuple[list[str], list[str]]:

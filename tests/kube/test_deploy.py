@@ -139,7 +139,7 @@ def test_wait_jobs_until_complete_and_fails_fast_on_a_failed_job() -> None:
         deploy.wait_jobs(
             FakeBatch({"seed": [job(failed=7, cond="Failed")]}), ["seed"], 60, lambda s: None
         )
-    with pytest.raises(DeployError, match="not complete"):
+    with pytest.raises(DeployError, match="Job not done after"):
         deploy.wait_jobs(FakeBatch({"seed": [job(active=1)]}), ["seed"], 0, lambda s: None)
 
 
