@@ -24,7 +24,14 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import Field, ValidationError
 
 from serving import metrics, preprocessing
-from serving.app import create_app, invalid_from_pydantic, json_response, prediction_body, to_matrix
+from serving.app import (
+    create_app,
+    invalid_from_pydantic,
+    json_response,
+    prediction_body,
+    read_body,
+    to_matrix,
+)
 from serving.errors import ApiError, BadRequest
 from serving.model import OnnxModel, Prediction
 from serving.queue import (
@@ -54,8 +61,6 @@ class JobSettings(QueueSettings):
 
 async def read_job_input(request: Request, s: JobSettings) -> dict[str, bytes | str]:
     """The stream fields of a job: `kind` (instances | image) and `input` (the raw body)."""
-    from serving.app import read_body
-
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in IMAGE_TYPES:
         data = await read_body(request, s.max_image_bytes)
@@ -236,9 +241,8 @@ def job_api(
     queue = JobQueue(client, pattern, settings)
 
     def extend(app: FastAPI, state: ServiceState) -> None:
-        check = ready_check(client, settings.service)
         if redis_is_hard:
-            state.ready_checks.append(check)
+            state.ready_checks.append(ready_check(client, settings.service))
         install_job_routes(app, queue, settings)
         if not submit_route:
             if extra is not None:

@@ -297,20 +297,24 @@ class JobQueue:
             todo.append(d)
         return todo
 
-    async def _settle(
+    def _finish_call(
         self,
         d: Delivery,
         status: str,
         values: Mapping[str, bytes | str],
         dead: Mapping[str, bytes | str] | None,
-    ) -> bool:
+        now_ms: int,
+        client: Any = None,
+    ) -> Any:
+        """The completion script's call for one delivery (awaitable; queued on `client` when
+        that is a pipeline)."""
         args: list[bytes | str | int] = [
             GROUP,
             d.entry_id,
             status,
             self.settings.result_ttl_seconds,
             self.channel(d.job_id),
-            int(time.time() * 1000),
+            now_ms,
             len(values),
         ]
         for k, v in values.items():
@@ -318,55 +322,50 @@ class JobQueue:
         for k, v in (dead or {}).items():
             args += [k, v]
         keys = [self.job_key(d.job_id), self.stream, self.dead if dead is not None else ""]
-        applied, created = await self._finish(keys=keys, args=args)
-        if applied and created:
+        return self._finish(keys=keys, args=args, client=client)
+
+    def _observe_latency(self, created: Any, now_ms: int) -> None:
+        if created:
             metrics.JOB_LATENCY.labels(self.pattern).observe(
-                max(0.0, time.time() - int(created) / 1000)
+                max(0.0, (now_ms - int(created)) / 1000)
             )
+
+    async def _settle(
+        self,
+        d: Delivery,
+        status: str,
+        values: Mapping[str, bytes | str],
+        dead: Mapping[str, bytes | str] | None,
+    ) -> bool:
+        now = int(time.time() * 1000)
+        applied, created = await self._finish_call(d, status, values, dead, now)
+        if applied:
+            self._observe_latency(created, now)
         return bool(applied)
 
     async def complete_many(self, done: Sequence[tuple[Delivery, Mapping[str, Any]]]) -> int:
-        """`complete` for a batch in one round trip (one pipeline of completion scripts);
-        returns how many results were stored."""
+        """Store each result unless its job already ended, acknowledging either way, for a
+        whole batch in one round trip (a pipeline of completion scripts). Returns how many
+        results were stored."""
         if not done:
             return 0
         now = int(time.time() * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
             for d, result in done:
                 body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-                args: list[bytes | str | int] = [
-                    GROUP,
-                    d.entry_id,
-                    DONE,
-                    self.settings.result_ttl_seconds,
-                    self.channel(d.job_id),
-                    now,
-                    1,
-                    "result",
-                    body,
-                ]
-                await self._finish(
-                    keys=[self.job_key(d.job_id), self.stream, ""], args=args, client=pipe
-                )
+                await self._finish_call(d, DONE, {"result": body}, None, now, client=pipe)
             replies = await pipe.execute()
         stored = 0
-        latency = metrics.JOB_LATENCY.labels(self.pattern)
         for applied, created in replies:
             if applied:
                 stored += 1
-                if created:
-                    latency.observe(max(0.0, now / 1000 - int(created) / 1000))
+                self._observe_latency(created, now)
         metrics.JOBS.labels(self.pattern, DONE).inc(stored)
         return stored
 
     async def complete(self, d: Delivery, result: Mapping[str, Any]) -> bool:
         """Store the result unless the job already ended; acknowledge either way."""
-        applied = await self._settle(
-            d, DONE, {"result": orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)}, dead=None
-        )
-        if applied:
-            metrics.JOBS.labels(self.pattern, DONE).inc()
-        return applied
+        return await self.complete_many([(d, result)]) == 1
 
     async def fail(self, d: Delivery, error: str, *, rejected: bool = False) -> bool:
         """Mark `failed`; a job that exhausted its attempts also goes to the dead stream, with

@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 import httpx
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import Field
@@ -77,7 +78,7 @@ def build(settings: ProxySettings) -> FastAPI:
             fast = await ask_fast(payload, rid)
             if fast is not None:
                 labels = [p["label"] for p in fast["predictions"]]
-                payload["fast"] = json_bytes(labels)
+                payload["fast"] = orjson.dumps(labels)
             try:
                 job_id, _ = await queue.submit(payload)
             except (*OUTAGE, OSError) as exc:
@@ -103,12 +104,6 @@ def build(settings: ProxySettings) -> FastAPI:
 
     app, _ = job_api(settings, PATTERN, extra=routes, submit_route=False, redis_is_hard=False)
     return app
-
-
-def json_bytes(value: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(value)
 
 
 if __name__ == "__main__":

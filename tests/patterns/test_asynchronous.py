@@ -36,13 +36,49 @@ def golden(data_dir: Path, model: str = "digits-svc") -> list[dict[str, Any]]:
     return card["golden"]  # type: ignore[no-any-return]
 
 
-def wait_job(url: str, job_id: str, timeout: float = 30, until: str = "pending") -> dict[str, Any]:
+def wait_job(url: str, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job once it is no longer pending (or as it is after `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:
         job = httpx.get(f"{url}/jobs/{job_id}").json()
-        if job["status"] != until or time.monotonic() > deadline:
+        if job["status"] != "pending" or time.monotonic() > deadline:
             return job  # type: ignore[no-any-return]
         time.sleep(0.05)
+
+
+def kill_worker_mid_job(
+    run: RunningPattern, url: str, job_id: str, module: str, redis_url: str, data_dir: Path
+) -> tuple[dict[str, Any], int]:
+    """`kill -9` the pattern's worker once it holds `job_id`, start a replacement (a new pod)
+    that reclaims it after the visibility timeout; (the job once it ended, the replacement's
+    exit code after SIGTERM)."""
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/jobs/{job_id}").json()["attempts"] < 1:  # the worker has it
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run.proc("worker").send_signal(signal.SIGKILL)
+    run.proc("worker").wait(5)
+    env = {
+        **os.environ,
+        "MLSP_REDIS_URL": redis_url,
+        "MLSP_MODEL_DIR": str(data_dir / "models" / "digits-svc"),
+        "MLSP_PORT": str(free_port()),
+        "MLSP_VISIBILITY_TIMEOUT_SECONDS": "1",
+        "MLSP_RECLAIM_INTERVAL_SECONDS": "0.3",
+        "MLSP_DRAIN_DELAY_SECONDS": "0",
+    }
+    replacement = subprocess.Popen(
+        [sys.executable, "-m", module],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        job = wait_job(url, job_id, timeout=30)
+    finally:
+        replacement.send_signal(signal.SIGTERM)
+        code = replacement.wait(30)
+    return job, code
 
 
 # --- the queue library --------------------------------------------------------------------
@@ -191,33 +227,10 @@ def test_kill_9_of_the_worker_mid_job_still_completes_the_job_once(
     api = pattern.url("api")
     g = golden(data_dir)[1]
     job_id = httpx.post(f"{api}/jobs", json={"instances": [g["input"]]}).json()["job_id"]
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{api}/jobs/{job_id}").json()["attempts"] < 1:  # the worker has it
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    pattern.proc("worker").send_signal(signal.SIGKILL)
-    pattern.proc("worker").wait(5)
-    # a replacement worker (a new pod) reclaims it after the visibility timeout
-    env = {
-        **os.environ,
-        "MLSP_REDIS_URL": redis_server.url,
-        "MLSP_MODEL_DIR": str(data_dir / "models" / "digits-svc"),
-        "MLSP_PORT": str(free_port()),
-        "MLSP_VISIBILITY_TIMEOUT_SECONDS": "1",
-        "MLSP_RECLAIM_INTERVAL_SECONDS": "0.3",
-        "MLSP_DRAIN_DELAY_SECONDS": "0",
-    }
-    replacement = subprocess.Popen(
-        [sys.executable, "-m", "patterns.asynchronous.worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    job, code = kill_worker_mid_job(
+        pattern, api, job_id, "patterns.asynchronous.worker", redis_server.url, data_dir
     )
-    try:
-        job = wait_job(api, job_id, timeout=30)
-    finally:
-        replacement.send_signal(signal.SIGTERM)
-        assert replacement.wait(30) == 0  # drains and exits cleanly
+    assert code == 0  # the replacement drains and exits cleanly on SIGTERM
     assert job["status"] == "done" and job["attempts"] == 2
     assert job["result"]["predictions"][0]["label"] == g["label"]
     r = redis.Redis.from_url(redis_server.url)

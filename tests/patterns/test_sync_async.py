@@ -7,21 +7,17 @@ must arrive well before it, and the final one by polling and by server-sent even
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from patterns.runner import RunningPattern, free_port, start_pattern
+from patterns.runner import RunningPattern, start_pattern
 from tests.conftest import RedisServer
-from tests.patterns.test_asynchronous import golden, wait_job
+from tests.patterns.test_asynchronous import golden, kill_worker_mid_job, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -79,30 +75,9 @@ def test_killing_the_worker_still_completes_the_job(
 ) -> None:
     proxy = pattern.url("proxy")
     job_id = httpx.post(f"{proxy}/predict", json={"instances": rows(data_dir)}).json()["job_id"]
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{proxy}/jobs/{job_id}").json()["attempts"] < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    pattern.proc("worker").send_signal(signal.SIGKILL)
-    env = {
-        **os.environ,
-        "MLSP_REDIS_URL": redis_server.url,
-        "MLSP_MODEL_DIR": str(data_dir / "models" / "digits-svc"),
-        "MLSP_PORT": str(free_port()),
-        "MLSP_VISIBILITY_TIMEOUT_SECONDS": "1",
-        "MLSP_RECLAIM_INTERVAL_SECONDS": "0.3",
-    }
-    replacement = subprocess.Popen(
-        [sys.executable, "-m", "patterns.sync_async.worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    job, _ = kill_worker_mid_job(
+        pattern, proxy, job_id, "patterns.sync_async.worker", redis_server.url, data_dir
     )
-    try:
-        job: dict[str, Any] = wait_job(proxy, job_id, timeout=30)
-    finally:
-        replacement.kill()
-        replacement.wait(10)
     assert job["status"] == "done" and job["attempts"] == 2 and "revised" in job["result"]
 
 
