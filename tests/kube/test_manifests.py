@@ -19,6 +19,15 @@ def rendered() -> dict[str, list[Doc]]:
     return {o: manifests.load(manifests.render(o)) for o in manifests.overlays()}
 
 
+def all_errors(docs: list[Doc]) -> list[str]:
+    """Every check that needs no pattern declaration."""
+    return (
+        manifests.schema_errors(docs)
+        + manifests.semantic_errors(docs)
+        + manifests.baseline_errors(docs)
+    )
+
+
 def test_every_pattern_with_a_finished_status_has_an_overlay() -> None:
     for pid in runner.pattern_ids():
         if runner.load(pid).status == "done":
@@ -142,11 +151,7 @@ def test_each_check_catches_its_fault(
     docs = copy.deepcopy(rendered["model_in_image"])
     assert not manifests.schema_errors(docs) + manifests.semantic_errors(docs)
     mutate(docs)
-    errors = (
-        manifests.schema_errors(docs)
-        + manifests.semantic_errors(docs)
-        + manifests.baseline_errors(docs)
-    )
+    errors = all_errors(docs)
     assert any(expected in e for e in errors), errors
 
 
@@ -320,14 +325,9 @@ def test_each_stateful_and_batch_check_catches_its_fault(
     rendered: dict[str, list[Doc]], mutate: Mutation, expected: str
 ) -> None:
     docs = copy.deepcopy(rendered["batch_inference"])
-    clean = manifests.schema_errors(docs) + manifests.semantic_errors(docs)
-    assert clean + manifests.baseline_errors(docs) == []
+    assert all_errors(docs) == []
     mutate(docs)
-    errors = (
-        manifests.schema_errors(docs)
-        + manifests.semantic_errors(docs)
-        + manifests.baseline_errors(docs)
-    )
+    errors = all_errors(docs)
     assert any(expected in e for e in errors), errors
 
 
