@@ -30,7 +30,7 @@ import redis
 
 from bench.run import ROOT, wrk
 from patterns.batch_inference import score, seed
-from patterns.batch_inference.db import Db
+from patterns.batch_inference.db import SCHEMA, Db
 from patterns.runner import answers, free_port
 from serving.model import OnnxModel
 from serving.queue import JobQueue, QueueSettings
@@ -147,7 +147,7 @@ def bench_async(redis_url: str, n: int, seconds: int) -> dict[str, Any]:
 def bench_batch(url: str, rows: int, label: str) -> dict[str, Any]:
     settings = score.ScoreSettings(database_url=url, model_dir=MODEL)
     db = Db.from_settings(settings)
-    db.create_schema()
+    db.create_schema(SCHEMA)
     db.begin()
     db.execute("DELETE FROM predictions")
     db.execute("DELETE FROM items")

@@ -11,6 +11,8 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
+from serving.preprocessing import render_digit
+
 # Centres of the three iris classes; rows are drawn around them.
 CENTRES = [(5.0, 3.4, 1.5, 0.25), (5.9, 2.8, 4.3, 1.3), (6.6, 3.0, 5.6, 2.0)]
 
@@ -67,16 +69,7 @@ def digits_row() -> list[float]:
 
 def digit_png() -> bytes:
     """The same kind of digit as a 32x32 PNG."""
-    import io
-
-    from PIL import Image
-
-    values = digits_row()
-    img = Image.new("L", (8, 8))
-    img.putdata([int(v * 255 / 16) for v in values])
-    buf = io.BytesIO()
-    img.resize((32, 32), Image.Resampling.NEAREST).save(buf, format="PNG")
-    return buf.getvalue()
+    return render_digit(digits_row())
 
 
 def expect(resp: Any, *codes: int) -> None:

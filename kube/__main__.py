@@ -3,6 +3,7 @@
 python -m kube build [--pattern P]   build the images P needs (all without --pattern)
 python -m kube check [P ...]         render overlays and validate them (no cluster)
 python -m kube render P              print the rendered overlay
+python -m kube play P [P ...]        build P's images, check and run P under podman kube play
 python -m kube deploy P              kind or minikube: build, load, apply, wait
 python -m kube undeploy P            delete what deploy applied (not the namespace)
 python -m kube verify                the container tier of CI (make verify)
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kube import deploy, images, manifests, verify
+from kube import deploy, images, manifests, play, verify
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--model-uri", default=images.MODEL_URI)
     c = sub.add_parser("check")
     c.add_argument("overlays", nargs="*")
+    sub.add_parser("play").add_argument("overlays", nargs="+")
     for name in ("render", "deploy", "undeploy"):
         sub.add_parser(name).add_argument("pattern")
     sub.add_parser("verify", add_help=False, help="options: python -m kube verify --help")
@@ -48,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
                 for e in errors:
                     print(f"  ERROR {e}")
                 failed += bool(errors)
+            return 1 if failed else 0
+        elif args.command == "play":
+            failed = 0
+            for overlay in args.overlays:
+                pattern = deploy.manifests_pattern(overlay)
+                refs = images.build(pattern, quiet=True)
+                docs, errors = manifests.check_overlay(pattern)
+                for e in errors:
+                    print(f"  ERROR {e}")
+                ok = not errors and play.play(pattern, play.with_images(docs, refs)).ok
+                print(f"{pattern}: {'runs' if ok else 'FAILS'} under podman kube play")
+                failed += not ok
             return 1 if failed else 0
         elif args.command == "render":
             print(manifests.render(deploy.manifests_pattern(args.pattern)), end="")

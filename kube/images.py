@@ -4,8 +4,8 @@
     batch            docker/serving.Dockerfile (EXTRAS=postgres)  serving + the PostgreSQL driver
     training         docker/training.Dockerfile (training)  the pipeline, for the bootstrap Job
     mlflow           docker/training.Dockerfile (mlflow)    registry server
-    redis            docker/redis.Dockerfile             redis-server 7.0 (Debian), queue patterns
-    postgres         docker/postgres.Dockerfile          PostgreSQL 15 (Debian), batch_inference
+    redis            docker/redis.Dockerfile             redis-server 7.0 (Debian), queues, caches
+    postgres         docker/postgres.Dockerfile          PostgreSQL 15 (Debian), database patterns
     model-in-image   docker/model-in-image.Dockerfile    serving + one verified model version
                      (and model-in-image:<model>, batch:<model>: the same for other models/bases)
 
@@ -86,7 +86,12 @@ MODEL_IMAGES = {
     "model-in-image": ModelImage("serving", "iris-svc"),
     "model-in-image:digits-lr": ModelImage("serving", "digits-lr"),
     "model-in-image:digits-svc": ModelImage("serving", "digits-svc"),
+    "model-in-image:iris-ocsvm": ModelImage("serving", "iris-ocsvm"),
+    "model-in-image:iris-ovr-setosa": ModelImage("serving", "iris-ovr-setosa"),
+    "model-in-image:iris-ovr-versicolor": ModelImage("serving", "iris-ovr-versicolor"),
+    "model-in-image:iris-ovr-virginica": ModelImage("serving", "iris-ovr-virginica"),
     "batch:iris-svc": ModelImage("batch", "iris-svc", service="batch-score"),
+    "batch:digits-lr": ModelImage("batch", "digits-lr", service="data-cache"),
 }
 PATTERN_IMAGES = {
     "web_single": ("serving", "model-in-image"),
@@ -96,6 +101,16 @@ PATTERN_IMAGES = {
     "synchronous": ("serving", "model-in-image:digits-lr"),
     "sync_async": ("serving", "redis", "model-in-image:digits-lr", "model-in-image:digits-svc"),
     "batch_inference": ("serving", "batch", "postgres", "batch:iris-svc"),
+    "prep_pred": ("serving", "model-in-image:digits-lr"),
+    "serial": ("serving", "model-in-image:iris-ocsvm", "model-in-image"),
+    "parallel": (
+        "serving",
+        "model-in-image:iris-ovr-setosa",
+        "model-in-image:iris-ovr-versicolor",
+        "model-in-image:iris-ovr-virginica",
+    ),
+    "prediction_cache": ("serving", "redis", "model-in-image"),
+    "data_cache": ("serving", "batch", "redis", "postgres", "batch:digits-lr"),
 }
 """Images an overlay needs; patterns not listed need only `serving`."""
 

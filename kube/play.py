@@ -50,14 +50,32 @@ from patterns.declare import Pattern
 CLIENT = r"""
 import json, sys, time, urllib.error, urllib.request
 
-def call(method, url, body=None, timeout=5.0):
-    headers = {"content-type": "application/json"} if body is not None else {}
+def exchange(method, url, body=None, timeout=5.0, media="application/json"):
+    headers = {"content-type": media} if body is not None else {}
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
+            return r.status, r.read(), r.headers
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, e.read(), e.headers
+
+def call(method, url, body=None, timeout=5.0):
+    return exchange(method, url, body, timeout)[:2]
+
+def label_of(raw):
+    body = body_of(raw)
+    preds = body.get("predictions") if isinstance(body, dict) else None
+    return preds[0].get("label") if preds else None
+
+def png(values, side):
+    # an 8x8 digit (0..16) drawn as the seed of data_cache draws it, scaled up to side x side
+    import io
+    from PIL import Image
+    img = Image.new("L", (8, 8))
+    img.putdata([round(v * 255 / 16) for v in values])
+    buf = io.BytesIO()
+    img.resize((side, side), Image.Resampling.NEAREST).save(buf, format="PNG")
+    return buf.getvalue()
 
 def body_of(raw):
     try:
@@ -119,6 +137,24 @@ elif mode == "sync_async":  # POST /predict: the fast answer now, the final one 
            "fast_ms": round((time.time() - started) * 1000)}
     if status == 200 and isinstance(answer, dict) and answer.get("final_url"):
         out["final_status"], out["final"] = poll(base + answer["final_url"], float(args[1]))
+elif mode == "images":  # POST /predict/image: each golden digit as a 64x64 PNG
+    instances, labels = rows(args[0])
+    answers = []
+    for values in instances:
+        status, raw, _ = exchange("POST", base + "/predict/image", png(values, 64), 10, "image/png")
+        answers.append({"status": status, "label": label_of(raw)})
+    out = {"answers": answers, "expected": labels}
+elif mode == "requests":  # POST each {path, json} in order: status, X-Cache, labels
+    answers = []
+    for step in json.loads(args[0]):
+        body = json.dumps(step["json"]).encode()
+        status, raw, headers = exchange("POST", base + step["path"], body)
+        answer = body_of(raw)
+        preds = answer.get("predictions") if isinstance(answer, dict) else None
+        answers.append({"status": status, "x_cache": headers.get("x-cache"),
+                        "labels": [p.get("label") for p in preds] if preds else None,
+                        "sent": step["json"], "expect": step.get("expect")})
+    out = {"answers": answers}
 elif mode == "get":
     started = time.time()
     status, raw = call("GET", base + args[0], timeout=30)
@@ -129,6 +165,43 @@ print(json.dumps(out))
 """
 
 IRIS_ROW = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]], "labels": ["setosa"]})
+# One iris of each class; each one-vs-rest model gives its own class the highest probability.
+IRIS_CLASSES = json.dumps(
+    {
+        "instances": [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]],
+        "labels": ["setosa", "versicolor", "virginica"],
+    }
+)
+# An inlier (iris-ocsvm score 0.42) and an outlier (-0.20, below the gate's 0.0): the outlier
+# is "unknown" and never reaches stage 2.
+SERIAL_ROWS = json.dumps(
+    {"instances": [[5.1, 3.4, 1.5, 0.2], [7.0, 3.2, 4.7, 1.4]], "labels": ["setosa", "unknown"]}
+)
+# The same row twice: the model's answer, then the cached one (a fresh Redis).
+CACHE_REQUESTS = json.dumps(
+    [
+        {"path": "/predict", "json": {"instances": [[5.1, 3.5, 1.4, 0.2]]}, "expect": e}
+        for e in (
+            {"status": 200, "x_cache": "MISS", "labels": ["setosa"]},
+            {"status": 200, "x_cache": "HIT", "labels": ["setosa"]},
+        )
+    ]
+)
+# data_cache after its seed (MLSP_SEED_ITEMS=200) and warm-up (MLSP_WARMUP_LIMIT=100, in id
+# order): digit-0001 was warmed up (a hit on its first request), digit-0150 was not (a miss,
+# then a hit); an unknown id is 404, an id that could be a path 422.
+ITEM_REQUESTS = json.dumps(
+    [
+        {"path": "/predict/item", "json": {"item_id": item}, "expect": expect}
+        for item, expect in (
+            ("digit-0001", {"status": 200, "x_cache": "HIT"}),
+            ("digit-0150", {"status": 200, "x_cache": "MISS"}),
+            ("digit-0150", {"status": 200, "x_cache": "HIT"}),
+            ("digit-9999", {"status": 404}),
+            ("../x", {"status": 422}),
+        )
+    ]
+)
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 DEPENDENT_ENV = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -200,8 +273,9 @@ def with_images(docs: list[Doc], images: dict[str, str]) -> list[Doc]:
 
 
 def declared(doc: Doc, pattern: Pattern) -> list[str]:
-    """Names of the pattern's processes this workload runs (as its main containers)."""
-    names = {c["name"] for _, c in containers(pod_spec(doc)[1])}
+    """Names of the pattern's processes this workload runs as its main containers (not an
+    init container that runs a process too, like data_cache's seed before its warm-up)."""
+    names = {c["name"] for c in pod_spec(doc)[1].get("containers") or []}
     return [p.name for p in pattern.processes if p.name in names]
 
 
@@ -386,8 +460,11 @@ def _service_url(svc: Doc) -> str:
 
 
 def _run_replicas(player: Player, doc: Doc, result: Checks, timeout: float) -> bool:
-    """Play a Deployment or StatefulSet; check readiness, the pod count and the uid."""
+    """Play a Deployment or StatefulSet; check readiness (printing how long after `kube play`
+    it came: an upper bound, it includes starting the checking container), the pod count and
+    the uid."""
     name, kind = doc["metadata"]["name"], doc["kind"]
+    t0 = time.monotonic()
     ok, detail, pods = player.play_replicas(doc)
     if not result.add(f"kube play {kind} {name}", ok, "" if ok else detail):
         return False
@@ -398,11 +475,13 @@ def _run_replicas(player: Player, doc: Doc, result: Checks, timeout: float) -> b
         for pod in pods:
             command = probe["exec"]["command"]
             ok, detail = player.exec_probe(f"{pod}-{main['name']}", command, timeout)
+            detail = f"{time.monotonic() - t0:.1f} s after kube play" if ok else detail
             ready &= result.add(f"{pod} ready ({' '.join(command)[:60]})", ok, detail)
     else:
         path = str((probe.get("httpGet") or {}).get("path", "/readyz"))
         for svc in services_for(doc, player.docs):
             ok, detail = player.client("ready", _service_url(svc), path, str(timeout))
+            detail = f"{time.monotonic() - t0:.1f} s after kube play" if ok else detail
             ready &= result.add(f"Service {svc['metadata']['name']} {path} 200", ok, detail)
     running = {pod: player.pod_containers(pod) for pod in pods}
     started = [p for p, cs in running.items() if any(c.get("State") == "running" for c in cs)]
@@ -416,6 +495,61 @@ def _run_replicas(player: Player, doc: Doc, result: Checks, timeout: float) -> b
             uid = podman("exec", c["Names"][0], "id", "-u").stdout.strip()
             result.add(f"{c['Names'][0]} runs as uid 10001", uid == "10001", uid)
     return ready
+
+
+REDIS_MEMORY = ("maxmemory", "maxmemory-policy")
+
+
+def redis_memory(doc: Doc, docs: list[Doc]) -> dict[str, str]:
+    """The memory settings a redis-server StatefulSet is configured with: the redis.conf of
+    its ConfigMap when the first argument is a file (components/redis-cache), then its
+    command-line options, which win (components/redis)."""
+    _, pod = pod_spec(doc)
+    c = pod["containers"][0]
+    args = [str(a) for a in c.get("args") or []]
+    settings: dict[str, str] = {}
+    if args and not args[0].startswith("-"):
+        folder, _, filename = args[0].rpartition("/")
+        mount = next(m for m in c.get("volumeMounts") or [] if m["mountPath"] == folder)
+        volume = next(v for v in pod.get("volumes") or [] if v["name"] == mount["name"])
+        cm = next(
+            d
+            for d in docs
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+        )
+        for line in str(cm["data"][filename]).splitlines():
+            key, _, value = line.strip().partition(" ")
+            if key in REDIS_MEMORY:
+                settings[key] = value.strip()
+    for i, arg in enumerate(args[:-1]):
+        if arg.startswith("--") and arg[2:] in REDIS_MEMORY:
+            settings[arg[2:]] = args[i + 1]
+    return settings
+
+
+def _check_redis_memory(player: Player, doc: Doc, result: Checks) -> None:
+    """The running Redis has the memory settings of its manifest (CONFIG GET)."""
+    want = redis_memory(doc, player.docs)
+    container = f"{doc['metadata']['name']}-0-{pod_spec(doc)[1]['containers'][0]['name']}"
+    cli = ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "--raw", "config", "get"]
+    got = {}
+    for key in REDIS_MEMORY:
+        lines = podman("exec", container, *cli, key).stdout.split()
+        got[key] = lines[1] if len(lines) > 1 else ""
+    # maxmemory is configured as e.g. 400mb and reported in bytes
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+    size = want.get("maxmemory", "")
+    unit = size[-2:].lower()
+    want_bytes = str(int(size[:-2]) * units[unit]) if unit in units else size
+    ok = got.get("maxmemory-policy") == want.get("maxmemory-policy") and (
+        got.get("maxmemory") == want_bytes
+    )
+    result.add(
+        f"{container} runs with the manifest's memory settings",
+        ok,
+        f"maxmemory-policy {got.get('maxmemory-policy')}, maxmemory {got.get('maxmemory')} "
+        f"(configured: {want})",
+    )
 
 
 def _run_job(player: Player, doc: Doc, result: Checks) -> list[str]:
@@ -434,12 +568,17 @@ def _run_job(player: Player, doc: Doc, result: Checks) -> list[str]:
 @dataclass(frozen=True)
 class Functional:
     mode: str
-    """predict | job | sync_async | batch | client-job (CLIENT's modes, judged by `judge`)."""
+    """predict | job | sync_async | images | serial | requests | batch: how `judge` reads the
+    answer; CLIENT runs the mode of the same name (serial: predict)."""
     service: str
     """The entry Service."""
     model_from: str | None = None
     """Process whose image holds the model card (golden examples) at its MLSP_MODEL_DIR;
-    None: the iris row (any iris model says setosa)."""
+    None: `payload`."""
+    payload: str = IRIS_ROW
+    """JSON for CLIENT when no model card is used: {"instances", "labels"}, or for `requests`
+    a list of {"path", "json", "expect": {"status", "x_cache"?, "labels"?}}. Default: the iris
+    row (any iris model says setosa)."""
 
 
 FUNCTIONAL = {
@@ -450,7 +589,13 @@ FUNCTIONAL = {
     "asynchronous": Functional("job", "asynchronous", "worker"),
     "sync_async": Functional("sync_async", "sync-async", "worker"),
     "batch_inference": Functional("batch", "batch-inference"),
+    "prep_pred": Functional("images", "prep-pred", "pred"),
+    "serial": Functional("serial", "serial", payload=SERIAL_ROWS),
+    "parallel": Functional("predict", "parallel", payload=IRIS_CLASSES),
+    "prediction_cache": Functional("requests", "prediction-cache", payload=CACHE_REQUESTS),
+    "data_cache": Functional("requests", "data-cache", payload=ITEM_REQUESTS),
 }
+CLIENT_MODE = {"serial": "predict"}
 
 
 def _labels(body: Any) -> list[str]:
@@ -486,6 +631,39 @@ def judge(mode: str, out: dict[str, Any]) -> tuple[bool, str]:
             f"fast {fast} in {out.get('fast_ms')} ms, final {final.get('status')} {got} "
             f"(expected {expected}), revised {(final.get('result') or {}).get('revised')}"
         )
+    if mode == "images":  # prep_pred: each PNG answered; most keep their label
+        answers = out.get("answers") or []
+        got = [a.get("label") for a in answers]
+        same = sum(g == e for g, e in zip(got, expected or [], strict=False))
+        ok = (
+            bool(answers)
+            and len(answers) == len(expected or [])
+            and all(a.get("status") == 200 and a.get("label") is not None for a in answers)
+            and same >= 0.8 * len(answers)
+        )
+        statuses = sorted({a.get("status") for a in answers}, key=str)
+        return ok, (
+            f"{len(answers)} PNGs -> status {statuses}, labels {got}; {same} of "
+            f"{len(answers)} as the golden tensors {expected} (spec: >= 95% over the data set)"
+        )
+    if mode == "serial":  # the outlier stops at the gate: stage 2 sees only the inlier rows
+        body = out.get("body")
+        body = body if isinstance(body, dict) else {}
+        got = _labels(body)
+        reached = {s.get("name"): s.get("rows") for s in body.get("stages") or []}
+        inliers = sum(label != "unknown" for label in expected or [])
+        ok = out.get("status") == 200 and got == expected and reached.get("classify") == inliers
+        return ok, f"labels {got}, expected {expected}; rows per stage {reached}"
+    if mode == "requests":
+        answers = out.get("answers") or []
+        lines, ok = [], bool(answers)
+        for answer in answers:
+            expect = answer.get("expect") or {}
+            ok &= all(answer.get(k) == v for k, v in expect.items())
+            seen = (answer.get("status"), answer.get("x_cache"), answer.get("labels"))
+            sent = json.dumps(answer.get("sent"), separators=(",", ":"))
+            lines.append(f"{sent} -> " + " ".join(str(v) for v in seen if v))
+        return ok, "; ".join(lines)
     raise ValueError(mode)
 
 
@@ -509,13 +687,17 @@ def functional(player: Player, check: Functional, result: Checks) -> None:
         _check_batch(player, url, result)
         return
     image, rows = (
-        (None, IRIS_ROW) if check.model_from is None else _model_card(player, check.model_from)
+        (None, check.payload) if check.model_from is None else _model_card(player, check.model_from)
     )
-    ok, raw = player.client(check.mode, url, rows, "60", image=image, timeout=90)
+    mode = CLIENT_MODE.get(check.mode, check.mode)
+    ok, raw = player.client(mode, url, rows, "60", image=image, timeout=90)
     what = {
         "predict": f"POST {check.service}/predict gives the model's labels",
         "job": f"POST {check.service}/jobs, polled to done with the model's labels",
         "sync_async": f"POST {check.service}/predict: fast answer, then the final one by polling",
+        "images": f"POST {check.service}/predict/image with digit PNGs gives labels",
+        "serial": f"POST {check.service}/predict: the outlier is unknown and stops at the gate",
+        "requests": f"POST {check.service}: each answer has the expected status and X-Cache",
     }[check.mode]
     if not ok:
         result.add(what, False, raw)
@@ -569,11 +751,15 @@ def _check_batch(player: Player, url: str, result: Checks) -> None:
         if c["name"] == "seed"
     )
     rows = int(next(e["value"] for e in seed["env"] if e["name"] == "MLSP_SEED_ROWS"))
-    ok, raw = player.client("get", url, "/summary")
-    if not ok:
-        result.add("GET /summary", False, raw)
-        return
-    answer = json.loads(raw)
+    for attempt in range(3):  # a 503 says when to come back (Retry-After): a client does
+        ok, raw = player.client("get", url, "/summary")
+        if not ok:
+            result.add("GET /summary", False, raw)
+            return
+        answer = json.loads(raw)
+        if answer.get("status") != 503 or attempt == 2:
+            break
+        time.sleep(5)
     body = answer.get("body") or {}
     versions = body.get("model_versions") or {}
     complete = bool(versions) and all(
@@ -620,7 +806,11 @@ def play(overlay: str, docs: list[Doc], *, timeout: float = 180) -> Checks:
             healthy = True
             for doc in play_order(docs, pattern):
                 if doc["kind"] in {"Deployment", "StatefulSet"}:
-                    healthy &= _run_replicas(player, doc, result, timeout)
+                    up = _run_replicas(player, doc, result, timeout)
+                    healthy &= up
+                    command = pod_spec(doc)[1]["containers"][0].get("command")
+                    if up and doc["kind"] == "StatefulSet" and command == ["redis-server"]:
+                        _check_redis_memory(player, doc, result)
                 else:
                     logs = _run_job(player, doc, result)
                     if overlay == "synchronous" and "client" in declared(doc, pattern):

@@ -8,6 +8,10 @@ Tests use `start_pattern(...)` as a context manager: every process is started, w
 its /readyz answers 200, and stopped (SIGTERM, then SIGKILL) on exit. A dependency (Redis,
 PostgreSQL, MLflow) is used where its URL answers; else a local one is started where the
 program is installed; else the run fails with a message saying how to get it.
+
+In the foreground (`make run`), a variable a process declares that is also set in your
+environment takes your value, in every process that declares it:
+`MLSP_MODEL_DIR=data/models/iris-rf make run PATTERN=web_single`.
 """
 
 from __future__ import annotations
@@ -356,12 +360,12 @@ def start_pattern(
             elif dep == "mlflow":
                 deps[dep] = ensure_mlflow(stack, data_dir)
         ports: dict[str, int] = {}
-        for i, proc in enumerate(pattern.processes):
-            if proc.port is not None and not proc.init:
-                wanted = first_port + i if first_port else None
-                ports[proc.name] = (
-                    wanted if wanted and not port_open("127.0.0.1", wanted) else free_port()
-                )
+        servers = [p for p in pattern.processes if p.port is not None and not p.init]
+        for i, proc in enumerate(servers):
+            wanted = first_port + i if first_port else None
+            ports[proc.name] = (
+                wanted if wanted and not port_open("127.0.0.1", wanted) else free_port()
+            )
         urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
         logs: dict[str, Path] = {}
         for proc in pattern.processes:
@@ -383,6 +387,8 @@ def start_pattern(
                 **(env or {}),
                 **(process_env or {}).get(proc.name, {}),
             }
+            if foreground:  # `MLSP_MODEL_DIR=... make run`: what the user sets wins
+                proc_env.update({k: os.environ[k] for k in proc.env if k in os.environ})
             if proc.port is not None and not proc.init:
                 proc_env["MLSP_PORT"] = str(ports[proc.name])
             logs[proc.name] = log_dir / f"{pattern.id}-{proc.name}.log"
@@ -447,8 +453,11 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                 print("  Ctrl-C stops everything.\n", file=sys.stderr)
+                steps = {p.name for p in running.pattern.processes if p.init}
                 while not stop:
-                    dead = [n for n, p in running.stack.procs if p.poll() is not None]
+                    dead = [
+                        n for n, p in running.stack.procs if n not in steps and p.poll() is not None
+                    ]
                     if dead:
                         print(f"process {dead[0]} exited; stopping", file=sys.stderr)
                         return 1

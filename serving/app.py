@@ -39,7 +39,13 @@ from serving.errors import (
     field_path,
 )
 from serving.logs import AccessLog
-from serving.middleware import FastHandler, FastRoute, RequestContextMiddleware, read_asgi_body
+from serving.middleware import (
+    FastHandler,
+    FastRoute,
+    RequestContextMiddleware,
+    read_asgi_body,
+    split_result,
+)
 from serving.model import OnnxModel, Prediction
 from serving.schemas import (
     PREDICT_ADAPTER,
@@ -206,11 +212,7 @@ def predict_handler(state: ServiceState) -> FastHandler:
 
     async def handle(body: bytes, rid: str, log_extra: dict[str, Any]) -> bytes:
         model = state.require_model()
-        try:
-            req = PREDICT_ADAPTER.validate_json(body)
-        except ValidationError as exc:
-            raise invalid_from_pydantic(exc) from None
-        x = to_matrix(req.instances, model.card.n_features, s.max_batch)
+        x = parse_rows(body, model, s.max_batch)
         out = await infer(state, model, x)
         log_extra["model_version"] = model.card.version
         return orjson.dumps(prediction_body(rid, model, out), option=orjson.OPT_SERIALIZE_NUMPY)
@@ -218,12 +220,78 @@ def predict_handler(state: ServiceState) -> FastHandler:
     return handle
 
 
-def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandler) -> None:
+def parse_instances(body: bytes) -> list[list[float]]:
+    """A /predict body -> its rows of finite numbers (400/422 naming the field if not); the
+    width is the model's business (`parse_rows`, or the services behind a proxy)."""
+    try:
+        return PREDICT_ADAPTER.validate_json(body).instances
+    except ValidationError as exc:
+        raise invalid_from_pydantic(exc) from None
+
+
+def parse_rows(body: bytes, model: OnnxModel, max_batch: int) -> npt.NDArray[np.float32]:
+    """A /predict body -> the float32 matrix the model takes (422 naming the field if not)."""
+    return to_matrix(parse_instances(body), model.card.n_features, max_batch)
+
+
+def image_model(state: ServiceState) -> OnnxModel:
+    model = state.require_model()
+    if model.card.preprocess is None:
+        raise NotFound(f"{model.card.name} takes feature rows, not images: use POST /predict")
+    return model
+
+
+async def image_features(state: ServiceState, data: bytes) -> npt.NDArray[np.float32]:
+    """PNG/JPEG bytes -> one row of features; decoding takes milliseconds, so off the loop."""
+    s = state.settings
+    x = await asyncio.to_thread(
+        preprocessing.preprocess_image, data, max_bytes=s.max_image_bytes, max_side=s.max_image_side
+    )
+    return x.reshape(1, -1)
+
+
+def image_handler(state: ServiceState) -> FastHandler:
+    """POST /predict/image: a PNG/JPEG -> the prediction, with the preprocessing version."""
+
+    async def handle(data: bytes, rid: str, log_extra: dict[str, Any]) -> bytes:
+        model = image_model(state)
+        out = await infer(state, model, await image_features(state, data))
+        log_extra["model_version"] = model.card.version
+        body = prediction_body(rid, model, out)
+        body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    return handle
+
+
+PREDICT = "/predict"
+PREDICT_IMAGE = "/predict/image"
+Handlers = Callable[[ServiceState], dict[str, FastHandler]]
+"""A pattern's replacement for some model routes' handlers, by path (e.g. a cache in front)."""
+
+
+def _install_model_routes(
+    app: FastAPI, state: ServiceState, handlers: dict[str, FastHandler]
+) -> None:
     s = state.settings
     request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    predict_rows, predict_png = handlers[PREDICT], handlers[PREDICT_IMAGE]
+
+    async def respond(request: Request, handler: FastHandler, limit: int) -> Response:
+        # Served by the fast path in RequestContextMiddleware unless MLSP_FAST_PATH=false;
+        # both call the same handler.
+        body = await read_body(request, limit)
+        state_ = request.scope["state"]
+        payload, headers = split_result(
+            await handler(body, state_["request_id"], state_["log_extra"])
+        )
+        response = Response(payload, media_type=JSON)
+        for name, value in headers:
+            response.headers[name.decode()] = value.decode()
+        return response
 
     @app.post(
-        "/predict",
+        PREDICT,
         tags=["predict"],
         summary="Predict from feature rows",
         response_model=PredictResponse,
@@ -233,15 +301,10 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
         },
     )
     async def predict(request: Request) -> Response:
-        # Served by the fast path in RequestContextMiddleware unless MLSP_FAST_PATH=false;
-        # both call the same handler.
-        body = await read_body(request, s.max_body_bytes)
-        state_ = request.scope["state"]
-        payload = await handler(body, state_["request_id"], state_["log_extra"])
-        return Response(payload, media_type=JSON)
+        return await respond(request, predict_rows, s.max_body_bytes)
 
     @app.post(
-        "/predict/image",
+        PREDICT_IMAGE,
         tags=["predict"],
         summary="Predict a digit from a PNG/JPEG",
         response_model=PredictResponse,
@@ -257,21 +320,11 @@ def _install_model_routes(app: FastAPI, state: ServiceState, handler: FastHandle
         },
     )
     async def predict_image(request: Request) -> Response:
-        model = state.require_model()
-        if model.card.preprocess is None:
-            raise NotFound(f"{model.card.name} takes feature rows, not images: use POST /predict")
-        data = await read_body(request, s.max_image_bytes)
-        # Decoding a large image takes milliseconds: keep it off the event loop.
-        x = await asyncio.to_thread(
-            preprocessing.preprocess_image,
-            data,
-            max_bytes=s.max_image_bytes,
-            max_side=s.max_image_side,
-        )
-        out = await infer(state, model, x.reshape(1, -1))
-        body = prediction_body(request_id(request), model, out)
-        body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
-        return json_response(body)
+        return await respond(request, predict_png, s.max_image_bytes)
+
+
+def _install_metadata(app: FastAPI, state: ServiceState) -> None:
+    s = state.settings
 
     @app.get("/metadata", tags=["model"], summary="The served model's card (without samples)")
     async def metadata() -> Response:
@@ -285,8 +338,11 @@ def create_app(
     *,
     needs_model: bool = True,
     extend: Callable[[FastAPI, ServiceState], None] | None = None,
+    handlers: Handlers | None = None,
 ) -> FastAPI:
-    """Build a service. `extend(app, state)` lets a pattern add routes and readiness checks."""
+    """Build a service. `extend(app, state)` lets a pattern add routes and readiness checks;
+    `handlers(state)` replaces the handlers of /predict or /predict/image (same schemas).
+    With `require_contract` the server takes OIP tensors only (serving/oip.py)."""
     from serving.oip import install_oip
 
     state = ServiceState(settings, needs_model=needs_model)
@@ -320,14 +376,17 @@ def create_app(
     _install_error_handlers(app)
     _install_health(app, state)
     fast_routes: dict[tuple[str, str], FastRoute] = {}
-    if needs_model:
-        handler = predict_handler(state)
-        _install_model_routes(app, state, handler)
-        install_oip(app, state)
+    if needs_model and not settings.require_contract:
+        routes = {PREDICT: predict_handler(state), PREDICT_IMAGE: image_handler(state)}
+        routes.update(handlers(state) if handlers is not None else {})
+        _install_model_routes(app, state, routes)
         if settings.fast_path:
-            fast_routes[("POST", "/predict")] = FastRoute(
-                "/predict", handler, settings.max_body_bytes
-            )
+            limits = {PREDICT: settings.max_body_bytes, PREDICT_IMAGE: settings.max_image_bytes}
+            for path, handler in routes.items():
+                fast_routes[("POST", path)] = FastRoute(path, handler, limits[path])
+    if needs_model:
+        _install_metadata(app, state)
+        install_oip(app, state)
     if extend is not None:
         extend(app, state)
     access_log = AccessLog(settings.service, settings.pattern) if settings.access_log else None

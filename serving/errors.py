@@ -75,6 +75,17 @@ class InvalidInput(ApiError):
         )
 
 
+class Skew(ApiError):
+    """422: the input was prepared for another contract than the model's (preprocessing
+    version, dtype, shape): a deployment mismatch between a preprocessor and a predictor."""
+
+    status_code = 422
+    code = "skew"
+
+    def __init__(self, field: str, message: str, *, expected: object, got: object) -> None:
+        super().__init__(f"{field}: {message}", field=field, expected=expected, got=got)
+
+
 class Unavailable(ApiError):
     """503: not ready, overloaded, or a dependency is down (named in `dependency`)."""
 

@@ -31,8 +31,15 @@ _HEADER = b"x-request-id"
 _MAX_ID = 128
 _JSON = (b"content-type", b"application/json")
 
-FastHandler = Callable[[bytes, str, dict[str, Any]], Awaitable[bytes]]
-"""(body, request_id, log_extra) -> JSON response bytes; raises ApiError for 4xx/5xx."""
+Headers = list[tuple[bytes, bytes]]
+FastResult = bytes | tuple[bytes, Headers]
+FastHandler = Callable[[bytes, str, dict[str, Any]], Awaitable[FastResult]]
+"""(body, request_id, log_extra) -> JSON response bytes, or (bytes, extra headers) such as
+X-Cache; raises ApiError for 4xx/5xx."""
+
+
+def split_result(result: FastResult) -> tuple[bytes, Headers]:
+    return result if isinstance(result, tuple) else (result, [])
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,8 @@ class RequestContextMiddleware:
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
             body = await read_asgi_body(receive, route.body_limit, declared)
-            return 200, await route.handler(body, request_id, log_extra), []
+            payload, headers = split_result(await route.handler(body, request_id, log_extra))
+            return 200, payload, headers
         except ApiError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
             return exc.status_code, orjson.dumps(exc.body(request_id)), headers

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serving.errors import InvalidInput, NotFound
+from serving.errors import InvalidInput, NotFound, Skew
 from serving.model import OnnxModel
 
 from .app import ERRORS, infer, invalid_from_pydantic, json_response, read_body, to_matrix
@@ -99,6 +99,57 @@ def _flatten(data: list[Any], field: str, limit: int) -> list[float]:
         else:
             raise InvalidInput([(field, f"element {len(flat)} is not a number: {item!r}")])
     return flat
+
+
+OIP_DTYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
+
+
+def check_contract(
+    model: OnnxModel, tensor: InferInput, parameters: dict[str, Any] | None, *, strict: bool
+) -> None:
+    """The skew guard: the tensor must have been prepared for this model. The preprocessing
+    version is checked whenever it is sent (always, when `strict`); dtype and shape when strict."""
+    card = model.card
+    sent = (parameters or {}).get("preprocess_version")
+    wanted = card.preprocess.version if card.preprocess is not None else None
+    if strict or sent is not None:
+        if sent is None and wanted is not None:
+            raise Skew(
+                "parameters.preprocess_version",
+                f"required: {card.name} was trained for {card.preprocess.name} v{wanted}"
+                if card.preprocess
+                else "required",
+                expected=wanted,
+                got=None,
+            )
+        if sent is not None and str(sent) != wanted:
+            raise Skew(
+                "parameters.preprocess_version",
+                f"the input was preprocessed with v{sent}; {card.name} v{card.version} "
+                f"was trained for v{wanted}"
+                if wanted
+                else f"{card.name} takes raw features, not preprocessed v{sent}",
+                expected=wanted,
+                got=sent,
+            )
+    if not strict:
+        return
+    dtype = OIP_DTYPES.get(card.input.dtype, card.input.dtype)
+    if tensor.datatype != dtype:
+        raise Skew(
+            "inputs[0].datatype",
+            f"{card.name} takes {dtype}, got {tensor.datatype}",
+            expected=dtype,
+            got=tensor.datatype,
+        )
+    width = card.n_features
+    if len(tensor.shape) != 2 or tensor.shape[1] != width:
+        raise Skew(
+            "inputs[0].shape",
+            f"{card.name} takes [n, {width}], got {tensor.shape}",
+            expected=[-1, width],
+            got=tensor.shape,
+        )
 
 
 def _model_for(state: ServiceState, name: str, version: str | None) -> OnnxModel:
@@ -211,6 +262,7 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
                     )
                 ]
             )
+        check_contract(model, tensor, req.parameters, strict=s.require_contract)
         if tensor.datatype not in DATATYPES:
             raise InvalidInput(
                 [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]

@@ -105,3 +105,15 @@ def preprocess_image(data: bytes, *, max_bytes: int, max_side: int) -> npt.NDArr
     """Bytes of a PNG/JPEG -> one row of 64 features in [0, 16]."""
     image = decode(data, max_bytes=max_bytes, max_side=max_side)
     return to_features(np.asarray(image, dtype=np.float32))
+
+
+def render_digit(
+    values: list[float], *, width: int = 32, height: int | None = None, fmt: str = "PNG"
+) -> bytes:
+    """The way back, for seeds, load tests and tests: 64 values in [0, 16] (an 8x8 digit) drawn
+    as a `width` x `height` grayscale PNG or JPEG (dark ink on black, like the digits data)."""
+    img = Image.new("L", (8, 8))
+    img.putdata([round(v * 255 / PARAMS["scale_max"]) for v in values])
+    buf = io.BytesIO()
+    img.resize((width, height or width), Image.Resampling.NEAREST).save(buf, format=fmt)
+    return buf.getvalue()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -82,6 +84,17 @@ def serve(app: FastAPI, settings: ServingSettings) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+S = TypeVar("S", bound=ServingSettings)
+
+
+def serve_pattern(pattern: str, settings_type: type[S], build: Callable[[S], FastAPI]) -> int:
+    """Entry point of a pattern's service: `pattern` is the default of MLSP_PATTERN (read by
+    the settings), then the settings from the environment, the app, served."""
+    os.environ.setdefault("MLSP_PATTERN", pattern)
+    settings = settings_type()
+    return serve(build(settings), settings)
 
 
 def serve_model(pattern: str) -> int:

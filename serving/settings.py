@@ -42,6 +42,9 @@ class ServingSettings(BaseSettings):
     """Prediction requests in progress above which the server answers 503 (unset: no limit)."""
     simulated_latency_ms: int = Field(0, ge=0, le=60_000)
     """Demo knob: extra time per model call, to play a slow or heavy model. Keep 0 in production."""
+    require_contract: bool = False
+    """Tensors only (prep_pred's `pred`): no /predict routes, and every OIP infer request must
+    match the model card: `parameters.preprocess_version`, FP32, shape [n, features] (422 skew)."""
     model_wait_seconds: float = Field(0.0, ge=0)
     """How long to wait for a missing model file before exiting non-zero."""
     drain_delay_seconds: float = Field(5.0, ge=0)

@@ -9,6 +9,7 @@ bad model never gets traffic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,6 +34,8 @@ class ServiceState:
         self.load_error: str | None = "model loading" if needs_model else None
         self.fatal: str | None = None
         self.draining = False
+        self.loaded = asyncio.Event()
+        """Set once the model has passed its self-test (for background tasks that need it)."""
         self.ready_checks: list[ReadyCheck] = []
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Long-running tasks (a queue consumer) started with the app; they should return
@@ -53,6 +56,16 @@ class ServiceState:
                 reasons.append(reason)
         metrics.READY.labels(self.settings.service).set(0 if reasons else 1)
         return reasons
+
+    async def wait_for_model(self) -> OnnxModel | None:
+        """The model once it has passed its self-test, for background work that needs it;
+        None as soon as it never will be (a fatal load error, or the process is stopping)."""
+        while not self.loaded.is_set():
+            if self.fatal or self.draining:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.loaded.wait(), 0.5)
+        return self.model
 
     def require_model(self) -> OnnxModel:
         if self.model is None:
@@ -101,6 +114,7 @@ class ServiceState:
             break
         card = model.card
         self.model, self.load_error = model, None
+        self.loaded.set()
         metrics.MODEL_INFO.labels(self.settings.service, card.name, card.version, card.sha256).set(
             1
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,15 @@ from training.pipeline import run_model
 from training.register import PRODUCTION, promote
 from training.settings import TrainingSettings
 
-SERVED_MODELS = ("iris-svc", "iris-ocsvm", "digits-lr", "digits-svc")
+SERVED_MODELS = (
+    "iris-svc",
+    "iris-ocsvm",
+    "digits-lr",
+    "digits-svc",
+    "iris-ovr-setosa",
+    "iris-ovr-versicolor",
+    "iris-ovr-virginica",
+)
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +141,18 @@ class RedisServer:
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, nothing answers (a stalled Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
@@ -150,16 +169,22 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def spawn_server(module: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run `python -m module` on a free port until /readyz is 200; yields its base URL."""
+def spawn_server(
+    module: str, env: dict[str, str], log: Path, *, patch: str | None = None
+) -> Iterator[str]:
+    """Run `python -m module` on a free port until /readyz is 200; yields its base URL.
+    `patch`: Python statements run first in the same process (e.g. to play another release
+    of a module constant such as the preprocessing version)."""
     import httpx
 
     port = runner.free_port()
     full = {**os.environ, "MLSP_PORT": str(port), "MLSP_DRAIN_DELAY_SECONDS": "0", **env}
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module], env=full, stdout=out, stderr=subprocess.STDOUT
-        )
+        argv = [sys.executable, "-m", module]
+        if patch is not None:
+            run = f"import runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+            argv = [sys.executable, "-c", f"{patch}\n{run}"]
+        proc = subprocess.Popen(argv, env=full, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -176,3 +201,39 @@ def spawn_server(module: str, env: dict[str, str], log: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The value of one sample on a service's /metrics (0 when it has not been created yet)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def model_calls(url: str) -> float:
+    """How many times a server called its model (inference histogram count)."""
+    return metric(url, "mlsp_inference_duration_seconds_count")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    admin = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"mlsp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,24 +9,19 @@ The database is its hard dependency (/readyz), and a database outage is a 503 na
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Path
 from fastapi.responses import Response
 
 from patterns.batch_inference.db import Db, DbSettings
-from serving import metrics
 from serving.app import ERRORS, create_app, json_response
+from serving.db import Store
 from serving.errors import NotFound, Unavailable
 from serving.settings import ServingSettings
 from serving.state import ServiceState
-
-T = TypeVar("T")
 
 
 class ApiSettings(ServingSettings, DbSettings):
@@ -35,23 +30,7 @@ class ApiSettings(ServingSettings, DbSettings):
 
 
 def build(settings: ApiSettings) -> FastAPI:
-    def with_db(work: Callable[[Db], T]) -> T:
-        db = Db.from_settings(settings)
-        try:
-            return work(db)
-        finally:
-            db.close()
-
-    async def query(work: Callable[[Db], T]) -> T:
-        try:
-            result = await asyncio.to_thread(with_db, work)
-        except Exception as exc:  # driver errors differ (sqlite3, psycopg): all mean "down"
-            metrics.DEPENDENCY_UP.labels(settings.service, "database").set(0)
-            raise Unavailable(
-                f"database unavailable: {type(exc).__name__}", dependency="database", retry_after=5
-            ) from None
-        metrics.DEPENDENCY_UP.labels(settings.service, "database").set(1)
-        return result
+    query = Store(settings, service=settings.service).run
 
     def extend(app: FastAPI, state: ServiceState) -> None:
         async def database_up() -> str | None:
@@ -120,8 +99,6 @@ def build(settings: ApiSettings) -> FastAPI:
 
 
 if __name__ == "__main__":
-    from serving.server import serve
+    from serving.server import serve_pattern
 
-    os.environ.setdefault("MLSP_PATTERN", "batch_inference")
-    api_settings = ApiSettings()
-    sys.exit(serve(build(api_settings), api_settings))
+    sys.exit(serve_pattern("batch_inference", ApiSettings, build))

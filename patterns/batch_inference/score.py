@@ -39,6 +39,7 @@ ORDER BY i.id LIMIT %s"""
 LOCK = " FOR UPDATE OF i SKIP LOCKED"
 WRITE = """INSERT INTO predictions (item_id, model_version, label, probabilities, error)
 VALUES (%s, %s, %s, %s, %s) ON CONFLICT (item_id, model_version) DO NOTHING"""
+RECHECK = "SELECT item_id FROM predictions WHERE model_version = %s AND item_id = ANY(%s)"
 
 
 class ScoreSettings(DbSettings):
@@ -110,8 +111,16 @@ def run(s: ScoreSettings) -> dict[str, int]:
                 cursor, swept = 0, True
                 continue
             cursor = max(item_id for item_id, _ in items)
+            if db.postgres:
+                # The lock was taken after the query's snapshot: a scorer that committed in
+                # between has already scored some of these (READ COMMITTED re-checks only
+                # rows it changed, and it changed none of `items`). A new statement sees it.
+                done = db.execute(RECHECK, (version, [i for i, _ in items])).fetchall()
+                scored = {row[0] for row in done}
+                items = [item for item in items if item[0] not in scored]
             rows = score_chunk(model, version, items)
-            db.executemany(WRITE, rows)
+            if rows:
+                db.executemany(WRITE, rows)
             db.commit()
             errors = sum(1 for r in rows if r[4] is not None)
             stats["chunks"] += 1

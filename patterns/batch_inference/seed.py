@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from pydantic import Field
 
-from patterns.batch_inference.db import Db, DbSettings
+from patterns.batch_inference.db import SCHEMA, Db, DbSettings
 from serving.logs import configure_logging
 
 log = logging.getLogger("batch_inference")
@@ -46,7 +46,7 @@ def main() -> int:
     configure_logging("batch-seed", "batch_inference")
     db = Db.from_settings(s)
     try:
-        db.create_schema()
+        db.create_schema(SCHEMA)
         db.begin()
         batch = items(s.seed_rows, s.seed)
         for start in range(0, len(batch), 5000):

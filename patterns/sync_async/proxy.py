@@ -17,23 +17,22 @@ Both dependencies are soft, so neither flips /readyz:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from serving import http
+from serving import h1
 from serving.app import ERRORS, json_response, request_id
 from serving.errors import Unavailable
 from serving.jobs import JobSettings, job_api, read_job_input
 from serving.queue import JobQueue
 from serving.redis_client import OUTAGE
 from serving.state import ServiceState
+from serving.upstream import ServiceUrl, Upstream
 
 log = logging.getLogger("sync_async")
 
@@ -41,33 +40,44 @@ PATTERN = "sync_async"
 
 
 class ProxySettings(JobSettings):
-    fast_url: str = "http://127.0.0.1:8001"
+    fast_url: ServiceUrl = "http://127.0.0.1:8001"
     fast_timeout_seconds: float = Field(0.5, gt=0, le=5)
     """Read budget for the fast model; past it the client gets fast:null and the ticket."""
 
 
 def build(settings: ProxySettings) -> FastAPI:
-    fast_client = http.make_client(settings.fast_url, read=settings.fast_timeout_seconds)
+    upstream = Upstream()  # keep-alive pool to `fast` (serving/h1.py)
 
     async def ask_fast(payload: dict[str, bytes | str], rid: str | None) -> dict[str, Any] | None:
         image = payload["kind"] == "image"
+        content = payload["input"]
         try:
-            resp = await http.request(
-                fast_client,
+            resp = await upstream.send(  # a prediction has no side effect: connects retried
+                settings.fast_url,
                 "POST",
                 "/predict/image" if image else "/predict",
+                seconds=settings.fast_timeout_seconds,
                 request_id=rid,
-                idempotent=True,  # a prediction has no side effect
-                content=payload["input"],
+                body=content if isinstance(content, bytes) else content.encode(),
                 headers={"Content-Type": "image/png" if image else "application/json"},
             )
-        except httpx.HTTPError as exc:
+        except h1.H1Error as exc:
             log.warning("fast model unavailable", extra={"error": type(exc).__name__})
             return None
-        if resp.status_code != 200:
-            log.warning("fast model failed", extra={"status": resp.status_code})
+        if resp.status != 200:
+            log.warning("fast model failed", extra={"status": resp.status})
             return None
-        body: dict[str, Any] = resp.json()
+        try:
+            body = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            log.warning("fast model answered something else than JSON")
+            return None
+        preds = body.get("predictions") if isinstance(body, dict) else None
+        if not isinstance(preds, list) or not all(
+            isinstance(p, dict) and "label" in p for p in preds
+        ):
+            log.warning("fast model answered an unexpected body")
+            return None
         body.pop("request_id", None)
         return body
 
@@ -107,8 +117,6 @@ def build(settings: ProxySettings) -> FastAPI:
 
 
 if __name__ == "__main__":
-    from serving.server import serve
+    from serving.server import serve_pattern
 
-    os.environ.setdefault("MLSP_PATTERN", PATTERN)
-    proxy_settings = ProxySettings()
-    sys.exit(serve(build(proxy_settings), proxy_settings))
+    sys.exit(serve_pattern(PATTERN, ProxySettings, build))

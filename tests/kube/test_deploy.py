@@ -151,5 +151,10 @@ def test_init_steps_are_the_declared_init_processes() -> None:
         ["batch-inference-seed"],
         ["batch-inference-score"],
     )
+    cache = manifests.load(manifests.render("data_cache"))
+    assert deploy.init_steps("data_cache", cache) == (
+        ["data-cache-seed", "data-cache-warmup"],
+        [],
+    )
     sync = manifests.load(manifests.render("synchronous"))
     assert deploy.init_steps("synchronous", sync) == ([], [])  # the client is no init step

@@ -4,6 +4,7 @@ baseline and runs what the local runner runs; and each check catches what it is 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -204,9 +205,12 @@ def test_queue_patterns_have_a_durable_redis(rendered: dict[str, list[Doc]]) -> 
 
 
 def test_models_are_baked_into_the_images_that_serve_them(rendered: dict[str, list[Doc]]) -> None:
-    """Each container that reads a model runs the image with that model at MLSP_MODEL_DIR."""
-    for overlay in ("asynchronous", "synchronous", "sync_async", "batch_inference"):
-        for doc in rendered[overlay]:
+    """Each container that reads a model runs the image with that model at MLSP_MODEL_DIR
+    (every overlay but model_load, whose loader fetches the model at start)."""
+    for overlay, docs in rendered.items():
+        if overlay == "model_load":
+            continue
+        for doc in docs:
             if doc["kind"] not in manifests.POD_OWNERS:
                 continue
             for _, c in manifests.containers(pod_spec(doc)[1]):
@@ -363,3 +367,87 @@ def test_only_secret_parts_of_composed_values_may_be_extra_env(
     errors = manifests.declaration_errors(pattern, docs)
     assert any("manifest-only ['POSTGRES_PASSWORD']" in e for e in errors), errors
     assert any("must come from a Secret" in e for e in manifests.baseline_errors(docs))
+
+
+# --- the proxies, the caches -------------------------------------------------------------------
+
+
+def _configmap_env(docs: list[Doc], container: dict[str, Any], name: str) -> str:
+    ref = _env(container)[name]["configMapKeyRef"]
+    return str(_one(docs, "ConfigMap", ref["name"])["data"][ref["key"]])
+
+
+@pytest.mark.parametrize(
+    ("overlay", "variable", "names"),
+    [
+        ("serial", "MLSP_STAGES", ["outlier", "classify"]),
+        ("parallel", "MLSP_BACKENDS", ["setosa", "versicolor", "virginica"]),
+    ],
+)
+def test_proxies_read_their_upstreams_from_a_configmap(
+    rendered: dict[str, list[Doc]], overlay: str, variable: str, names: list[str]
+) -> None:
+    """Ordered stages (serial) and backends (parallel) in a ConfigMap, each pointing at the
+    Service of the Deployment that runs it."""
+    docs = rendered[overlay]
+    proxy = pod_spec(_one(docs, "Deployment", f"{overlay}-proxy"))[1]["containers"][0]
+    upstreams = json.loads(_configmap_env(docs, proxy, variable))
+    assert [u["name"] for u in upstreams] == names
+    for u in upstreams:
+        svc = _one(docs, "Service", f"{overlay}-{u['name']}")
+        assert u["url"] == f"http://{svc['metadata']['name']}:8000"
+        assert 0 < u["timeout"] <= 1
+        dep = _one(docs, "Deployment", f"{overlay}-{u['name']}")
+        assert manifests.matches(svc["spec"]["selector"], pod_spec(dep)[0])
+    if overlay == "serial":
+        assert upstreams[0]["stop_below"] == 0.0
+        assert all(u["on_error"] == "fail" for u in upstreams)
+    else:
+        assert _configmap_env(docs, proxy, "MLSP_AGGREGATION") == "require_all"
+
+
+@pytest.mark.parametrize("overlay", ["prediction_cache", "data_cache"])
+def test_caches_have_their_own_lru_redis(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    """A cache's Redis is not the queues' one: its own name and labels, and its ConfigMap sets
+    maxmemory and allkeys-lru (no command-line option overrides them)."""
+    docs = rendered[overlay]
+    assert not [d for d in docs if d["metadata"]["name"] == "redis"]
+    sts = _one(docs, "StatefulSet", "redis-cache")
+    _, pod = pod_spec(sts)
+    redis = pod["containers"][0]
+    assert not any(a.startswith("--maxmemory") for a in redis["args"])
+    mount = next(m for m in redis["volumeMounts"] if m["name"] == "config")
+    assert redis["args"][0] == f"{mount['mountPath']}/redis.conf"
+    volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    conf = _one(docs, "ConfigMap", volume["configMap"]["name"])["data"]["redis.conf"]
+    settings = dict(ln.split(None, 1) for ln in conf.splitlines() if ln and ln[0] != "#")
+    assert settings["maxmemory-policy"] == "allkeys-lru"
+    assert settings["maxmemory"] == "400mb"  # below the 512Mi limit
+    assert redis["resources"]["limits"]["memory"] == "512Mi"
+    assert sts["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "redis-cache"}
+    svc = _one(docs, "Service", "redis-cache")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == "redis-cache"
+    policy = _one(docs, "NetworkPolicy", "redis-cache")
+    assert policy["spec"]["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    for doc in docs:
+        if doc["kind"] in manifests.POD_OWNERS:
+            for _, c in manifests.containers(pod_spec(doc)[1]):
+                if "MLSP_REDIS_URL" in _env(c):
+                    assert _env(c)["MLSP_REDIS_URL"] == "redis://redis-cache:6379/0"
+
+
+def test_data_cache_warms_up_after_the_seed(rendered: dict[str, list[Doc]]) -> None:
+    """One Job cannot wait for another: the warm-up pod runs the (idempotent) seed first."""
+    docs = rendered["data_cache"]
+    seed = pod_spec(_one(docs, "Job", "data-cache-seed"))[1]["containers"][0]
+    _, warmup = pod_spec(_one(docs, "Job", "data-cache-warmup"))
+    assert [c["name"] for c in warmup["initContainers"]] == ["seed"]
+    assert warmup["initContainers"][0] == seed
+    assert [c["name"] for c in warmup["containers"]] == ["warmup"]
+    for doc in docs:
+        if doc["kind"] in {"Job", "Deployment"} and doc["metadata"]["name"].startswith("data-"):
+            for _, c in manifests.containers(pod_spec(doc)[1]):
+                assert _env(c)["MLSP_DATABASE_URL"] == (
+                    "postgresql://mlsp:$(POSTGRES_PASSWORD)@postgres:5432/mlsp"
+                )

@@ -64,6 +64,14 @@ def test_start_order_follows_the_runner() -> None:
         "Job/train-register",
         "Deployment/model-load",
     ]
+    # the warm-up Job runs the seed as an init container too: it ranks as the warm-up
+    assert _order("data_cache") == [
+        "StatefulSet/postgres",
+        "StatefulSet/redis-cache",
+        "Job/data-cache-seed",
+        "Job/data-cache-warmup",
+        "Deployment/data-cache-api",
+    ]
     assert _order("sync_async") == [
         "StatefulSet/redis",
         "Deployment/sync-async-fast",
@@ -112,3 +120,51 @@ def test_judging_answers() -> None:
         "predict", {"status": 200, "body": {"predictions": [{"label": "3"}]}, "expected": ["8"]}
     )
     assert not bad and "expected ['8']" in detail
+
+
+def test_judging_the_proxies_and_caches() -> None:
+    ok, detail = play.judge(
+        "serial",
+        {
+            "status": 200,
+            "expected": ["setosa", "unknown"],
+            "body": {
+                "predictions": [{"label": "setosa"}, {"label": "unknown"}],
+                "stages": [{"name": "outlier", "rows": 2}, {"name": "classify", "rows": 1}],
+            },
+        },
+    )
+    assert ok, detail
+    # the outlier went on to stage 2: the gate did not stop it
+    bad, _ = play.judge(
+        "serial",
+        {
+            "status": 200,
+            "expected": ["setosa", "unknown"],
+            "body": {
+                "predictions": [{"label": "setosa"}, {"label": "unknown"}],
+                "stages": [{"name": "outlier", "rows": 2}, {"name": "classify", "rows": 2}],
+            },
+        },
+    )
+    assert not bad
+    images = [{"status": 200, "label": x} for x in ("4", "4", "2", "0", "3")]
+    ok, detail = play.judge("images", {"answers": images, "expected": ["1", "4", "2", "0", "3"]})
+    assert ok and "4 of 5" in detail
+    images[2] = {"status": 503, "label": None}
+    assert not play.judge("images", {"answers": images, "expected": ["1", "4", "2", "0", "3"]})[0]
+    hit = {"status": 200, "x_cache": "HIT", "sent": {}, "expect": {"status": 200, "x_cache": "HIT"}}
+    assert play.judge("requests", {"answers": [hit]})[0]
+    miss = {**hit, "x_cache": "MISS"}
+    ok, detail = play.judge("requests", {"answers": [hit, miss]})
+    assert not ok and "MISS" in detail
+    assert not play.judge("requests", {"answers": []})[0]
+
+
+def test_redis_memory_settings_of_queues_and_caches() -> None:
+    """What kube play compares with the running Redis (CONFIG GET): queues never evict, caches
+    evict LRU, both from the manifest (args for queues, the ConfigMap's redis.conf for caches)."""
+    for overlay, policy in (("asynchronous", "noeviction"), ("prediction_cache", "allkeys-lru")):
+        docs = _docs(overlay)
+        sts = next(d for d in docs if d["kind"] == "StatefulSet")
+        assert play.redis_memory(sts, docs) == {"maxmemory": "400mb", "maxmemory-policy": policy}

@@ -1,0 +1,139 @@
+"""data_cache, the api: predict an item by id, with its preprocessed tensor cached in Redis.
+
+POST /predict/item {"item_id": "digit-0001"}:
+1. the id must match ^[A-Za-z0-9_-]{1,64}$ (else 422 naming `item_id`); it is only ever a bound
+   query parameter and part of a cache key, never a path;
+2. Redis key `mlsp:data_cache:{preprocess_version}:{item_id}` holds the tensor (float32, with a
+   TTL; the Redis ConfigMap sets maxmemory and allkeys-lru). HIT: no store read, no decoding;
+3. MISS: read the PNG from the `images` table, preprocess it (serving/preprocessing.py), store
+   the tensor; concurrent misses for one id read the store once (single-flight);
+4. the model always runs (this caches data, not answers: prediction_cache caches answers).
+
+Unknown id -> 404. Redis down or slower than 50 ms -> BYPASS, still 200 (soft). Store down ->
+503 naming `store` for misses, while cached items keep being served, so neither flips /readyz.
+`X-Cache: HIT|MISS|BYPASS` and `mlsp_store_reads_total` show what happened.
+
+    MLSP_DATABASE_URL=sqlite:///data/data_cache.db python -m patterns.data_cache.api
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from patterns.data_cache.store import (
+    PATTERN,
+    DbSettings,
+    TensorCacheSettings,
+    decode,
+    encode,
+    read_image,
+    tensor_key,
+)
+from serving import preprocessing
+from serving.app import (
+    ERRORS,
+    create_app,
+    image_model,
+    infer,
+    invalid_from_pydantic,
+    prediction_body,
+    read_body,
+)
+from serving.cache import SoftCache
+from serving.db import Store
+from serving.errors import ApiError, InvalidInput, NotFound
+from serving.settings import ServingSettings
+from serving.state import ServiceState
+
+STORE_READS = Counter(
+    "mlsp_store_reads", "Rows read from the item store (cache misses).", ["store"]
+)
+
+
+class ItemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class DataCacheSettings(ServingSettings, DbSettings, TensorCacheSettings):
+    statement_timeout_ms: int = 2_000
+    connect_timeout_seconds: int = 2
+
+
+def build(settings: DataCacheSettings) -> FastAPI:
+    cache = SoftCache.from_settings(settings, name=PATTERN, service=settings.service)
+    store = Store(settings, service=settings.service, name="store")
+    reads = STORE_READS.labels("images")
+
+    def extend(app: FastAPI, state: ServiceState) -> None:
+        async def load(item_id: str) -> bytes:
+            reads.inc()
+            image = await store.run(lambda db: read_image(db, item_id))
+            if image is None:
+                raise NotFound(f"no item {item_id!r} in the store", field="item_id")
+            try:
+                x = await asyncio.to_thread(
+                    preprocessing.preprocess_image,
+                    image,
+                    max_bytes=settings.max_image_bytes,
+                    max_side=settings.max_image_side,
+                )
+            except ApiError as exc:  # the stored image, not the request, is at fault
+                raise InvalidInput(
+                    [("item_id", f"the stored image of {item_id!r} is unusable: {exc.message}")]
+                ) from None
+            return encode(x)
+
+        @app.post(
+            "/predict/item",
+            tags=["predict"],
+            summary="Predict a stored item by id (its preprocessed tensor cached in Redis)",
+            responses=ERRORS,
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ItemRequest.model_json_schema()}},
+                }
+            },
+        )
+        async def predict_item(request: Request) -> Response:
+            model = image_model(state)
+            try:
+                item_id = ItemRequest.model_validate_json(await read_body(request, 4096)).item_id
+            except ValidationError as exc:
+                raise invalid_from_pydantic(exc) from None
+            key = tensor_key(item_id)
+            data, outcome = await cache.get_or_compute(key, lambda: load(item_id))
+            x = decode(data, model.card.n_features)
+            if x is None:  # not a tensor of this model's width: rebuild and replace it
+                data = await load(item_id)
+                await cache.set(key, data)
+                outcome = "MISS"
+                x = decode(data, model.card.n_features)
+                assert x is not None
+            out = await infer(state, model, x)
+            body = prediction_body(request.scope["state"]["request_id"], model, out)
+            body["item_id"] = item_id
+            body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
+            request.scope["state"]["log_extra"].update(cache=outcome, item_id=item_id)
+            return Response(
+                orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                media_type="application/json",
+                headers={"X-Cache": outcome},
+            )
+
+    return create_app(settings, extend=extend)
+
+
+if __name__ == "__main__":
+    from serving.server import serve_pattern
+
+    sys.exit(serve_pattern(PATTERN, DataCacheSettings, build))

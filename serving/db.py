@@ -1,0 +1,140 @@
+"""A database connection for the patterns that keep data in tables (batch_inference, data_cache).
+
+SQLite (the embedded local default, stdlib) or PostgreSQL (psycopg, the `postgres` extra, only in
+the images that need it). Plain DB-API rather than an ORM: a pattern has a handful of
+statements and its locking clauses are the point, so they stay visible. Queries are written
+with `%s` placeholders; SQLite's `?` is substituted. Every statement is bounded: PostgreSQL's
+statement_timeout, SQLite's busy wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving import metrics
+from serving.errors import Unavailable
+
+T = TypeVar("T")
+
+
+class DbSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+
+    database_url: str = "sqlite:///data/store.db"
+    """sqlite:///PATH (local default) or postgresql://USER:PASSWORD@HOST/DB."""
+    statement_timeout_ms: int = Field(30_000, ge=100)
+    """Longest a single statement may run (PostgreSQL statement_timeout, SQLite busy wait)."""
+    connect_timeout_seconds: int = Field(5, ge=1)
+
+
+class Db:
+    """One connection; `sql()` adapts placeholders to the driver."""
+
+    def __init__(self, url: str, *, statement_timeout_ms: int = 30_000, connect_timeout: int = 5):
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self.conn: Any
+        if self.postgres:
+            import psycopg
+
+            self.conn = psycopg.connect(
+                url,
+                connect_timeout=connect_timeout,
+                options=f"-c statement_timeout={statement_timeout_ms}",
+            )
+        elif url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write
+            # lock up front, so a second SQLite scorer waits instead of racing).
+            self.conn = sqlite3.connect(
+                path, timeout=statement_timeout_ms / 1000, isolation_level=None
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        else:
+            raise ValueError(
+                f"MLSP_DATABASE_URL must be sqlite:///PATH or postgresql://..., got {url[:40]!r}"
+            )
+
+    @classmethod
+    def from_settings(cls, s: DbSettings) -> Db:
+        return cls(
+            s.database_url,
+            statement_timeout_ms=s.statement_timeout_ms,
+            connect_timeout=s.connect_timeout_seconds,
+        )
+
+    def sql(self, query: str) -> str:
+        return query if self.postgres else query.replace("%s", "?")
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(self.sql(query), params)
+
+    def executemany(self, query: str, rows: list[tuple[Any, ...]]) -> None:
+        if self.postgres:
+            with self.conn.cursor() as cur:
+                cur.executemany(query, rows)
+        else:
+            self.conn.executemany(self.sql(query), rows)
+
+    def begin(self) -> None:
+        if self.postgres:
+            return  # psycopg opens a transaction with the first statement
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.commit() if self.postgres else self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.postgres:
+            self.conn.rollback()
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def create_schema(self, statements: tuple[str, ...]) -> None:
+        self.begin()
+        for statement in statements:
+            self.execute(statement)
+        self.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Store:
+    """Blocking database work for an async service: each call runs in a worker thread on its
+    own short-lived connection (no connection is shared between threads), and any driver error
+    (sqlite3 and psycopg raise different ones; all mean "the store did not answer") becomes a
+    503 naming the dependency. `mlsp_dependency_up` follows every call."""
+
+    def __init__(self, settings: DbSettings, *, service: str, name: str = "database") -> None:
+        self.settings = settings
+        self.name = name
+        self._up = metrics.DEPENDENCY_UP.labels(service, name)
+
+    def _with_db(self, work: Callable[[Db], T]) -> T:
+        db = Db.from_settings(self.settings)
+        try:
+            return work(db)
+        finally:
+            db.close()
+
+    async def run(self, work: Callable[[Db], T]) -> T:
+        try:
+            result = await asyncio.to_thread(self._with_db, work)
+        except Exception as exc:
+            self._up.set(0)
+            raise Unavailable(
+                f"{self.name} unavailable: {type(exc).__name__}",
+                dependency=self.name,
+                retry_after=5,
+            ) from None
+        self._up.set(1)
+        return result
