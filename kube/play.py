@@ -718,13 +718,24 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
     sts = next((d for d in player.docs if d["kind"] == "StatefulSet"), None)
     if sts is None:
         return
-    container = f"{sts['metadata']['name']}-0-{pod_spec(sts)[1]['containers'][0]['name']}"
+    pod = f"{sts['metadata']['name']}-0"
+    container = f"{pod}-{pod_spec(sts)[1]['containers'][0]['name']}"
     time.sleep(2)  # past appendfsync everysec
     podman("kill", "--signal", "KILL", container)
     podman("wait", container, timeout=30)
-    started = podman("start", container)
+    # A kube-play pod stops its infra container (its network, Service alias included) once its
+    # last container exits; starting the container while that stop is still under way races
+    # it and leaves Redis without a network. So: wait until the pod has stopped, then start it
+    # again, as the kubelet restarts a container inside its pod (same Service name; podman
+    # gives the pod a new address, which the clients find again by name).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _pod_state(pod) not in ("Exited", "Stopped", ""):
+        time.sleep(0.2)
+    started = podman("pod", "start", pod)
     probe = pod_spec(sts)[1]["containers"][0]["readinessProbe"]["exec"]["command"]
     ready, detail = player.exec_probe(container, probe, 60)
+    if started.returncode != 0:
+        ready, detail = False, f"podman pod start {pod}: {started.stderr.strip()[-300:]}"
     body: Any = {}
     ok, raw = False, detail
     deadline = time.monotonic() + 30
@@ -739,6 +750,10 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
         started.returncode == 0 and isinstance(body, dict) and body.get("status") == "done",
         json.dumps(body)[:200] if ok else raw[-300:],
     )
+
+
+def _pod_state(pod: str) -> str:
+    return podman("pod", "inspect", pod, "--format", "{{.State}}").stdout.strip()
 
 
 def _check_batch(player: Player, url: str, result: Checks) -> None:
