@@ -21,6 +21,24 @@ DEADLINE_HEADER = b"x-request-deadline-ms"
 GUARDED_PREFIXES = ("/predict", "/v2/models/")
 
 
+MAX_DEADLINE_DIGITS = 16
+"""Epoch milliseconds have 13 digits until the year 2286; longer is not a deadline (and a
+300-digit integer would overflow the float arithmetic below)."""
+
+
+def deadline_seconds(raw: bytes | str) -> float:
+    """`X-Request-Deadline-Ms` as Unix epoch seconds; BadRequest naming the header if it is
+    not a plain non-negative integer of at most MAX_DEADLINE_DIGITS digits."""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_DEADLINE_DIGITS):
+        raise BadRequest(
+            "X-Request-Deadline-Ms must be Unix epoch milliseconds",
+            field="X-Request-Deadline-Ms",
+        )
+    return int(text) / 1000
+
+
 class Admission:
     def __init__(self, max_inflight: int | None) -> None:
         self.max_inflight = max_inflight
@@ -35,13 +53,9 @@ class Admission:
         left: float | None = None
         if raw_deadline is not None:
             try:
-                deadline_ms = int(raw_deadline)
-            except ValueError:
-                return None, BadRequest(
-                    "X-Request-Deadline-Ms must be Unix epoch milliseconds",
-                    field="X-Request-Deadline-Ms",
-                )
-            left = deadline_ms / 1000 - time.time()
+                left = deadline_seconds(raw_deadline) - time.time()
+            except BadRequest as exc:
+                return None, exc
             if left <= 0:
                 return None, DeadlineExceeded(
                     f"the deadline passed {-left * 1000:.0f} ms before the request arrived",

@@ -100,6 +100,11 @@ def cache_key(name: str, *parts: str) -> str:
     return f"mlsp:{name}:" + ":".join(parts)
 
 
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis MATCH pattern (`*`, `?`, `[`, `]`, `\\` escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 class SoftCacheSettings(BaseSettings):
     """The settings of a `SoftCache` (`MLSP_` prefix); a pattern sets its own defaults."""
 
@@ -114,6 +119,16 @@ class SoftCacheSettings(BaseSettings):
     """Entries also kept in this process (LRU), bounded in bytes; 0: no local tier."""
     cache_local_ttl_seconds: int | None = Field(None, ge=1, le=30 * 86400)
     """How long this process keeps an entry without asking Redis (default: the cache TTL)."""
+
+
+ENTRY_OVERHEAD = 400
+"""Bytes an entry of the local tier costs beside its value: the key (a ~100-character str),
+the dict slot and the TTL bookkeeping (measured: ~380 bytes), so the tier's byte bound holds
+for small answers too."""
+
+
+def entry_bytes(value: bytes) -> int:
+    return len(value) + ENTRY_OVERHEAD
 
 
 class SoftCache:
@@ -148,6 +163,7 @@ class SoftCache:
         self.client = redis_client.connect(
             url, connect_timeout=timeout, timeout=timeout, max_connections=max_connections
         )
+        self.timeout = timeout
         self.name = name
         self.ttl = ttl_seconds
         self.cooldown = cooldown
@@ -155,7 +171,7 @@ class SoftCache:
         self._failures = 0
         self._skip_until = 0.0
         self.local: TTLCache[str, bytes] | None = (
-            TTLCache(maxsize=local_bytes, ttl=local_ttl or ttl_seconds, getsizeof=len)
+            TTLCache(maxsize=local_bytes, ttl=local_ttl or ttl_seconds, getsizeof=entry_bytes)
             if local_bytes > 0
             else None
         )
@@ -184,7 +200,7 @@ class SoftCache:
         self._up.set(1)
 
     def _keep(self, key: str, value: bytes) -> None:
-        if self.local is not None and len(value) <= self.local.maxsize // 16:
+        if self.local is not None and entry_bytes(value) <= self.local.maxsize // 16:
             self.local[key] = value  # (a value above 1/16 of the tier is not worth a slot)
 
     def available(self) -> bool:
@@ -194,8 +210,9 @@ class SoftCache:
         """The cached value, or None; raises CacheDown when Redis does not answer."""
         if not self.available():
             raise CacheDown
-        try:
-            value = await self.client.get(key)
+        try:  # one bound for the whole call: pool wait, connect, handshake and reply
+            async with asyncio.timeout(self.timeout):
+                value = await self.client.get(key)
         except (RedisError, OSError) as exc:  # any error reply too (OOM, MISCONF): bypass
             self._failed(exc)
             raise CacheDown from None
@@ -208,7 +225,8 @@ class SoftCache:
         if not self.available():
             return
         try:
-            await self.client.set(key, value, ex=self.ttl)
+            async with asyncio.timeout(self.timeout):
+                await self.client.set(key, value, ex=self.ttl)
         except (RedisError, OSError) as exc:  # any error reply too (OOM, MISCONF): bypass
             self._failed(exc)
 

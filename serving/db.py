@@ -10,6 +10,7 @@ statement_timeout, SQLite's busy wait.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving import metrics
-from serving.errors import Unavailable
+from serving.errors import ApiError, Unavailable
 
 T = TypeVar("T")
 
@@ -108,6 +109,18 @@ class Db:
         self.conn.close()
 
 
+@functools.cache
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """What a store that is down, slow or refusing raises: sqlite3's and psycopg's errors (the
+    latter only where the `postgres` extra is installed) and socket errors."""
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    try:
+        import psycopg
+    except ImportError:
+        return errors
+    return (*errors, psycopg.Error)
+
+
 class Store:
     """Blocking database work for an async service: each call runs in a worker thread on its
     own short-lived connection (no connection is shared between threads), and any driver error
@@ -129,7 +142,12 @@ class Store:
     async def run(self, work: Callable[[Db], T]) -> T:
         try:
             result = await asyncio.to_thread(self._with_db, work)
+        except ApiError:  # the work's own answer (a 404, say): not an outage
+            self._up.set(1)
+            raise
         except Exception as exc:
+            if not isinstance(exc, driver_errors()):
+                raise  # a bug is a 500 with a traceback in the log, not "the store is down"
             self._up.set(0)
             raise Unavailable(
                 f"{self.name} unavailable: {type(exc).__name__}",

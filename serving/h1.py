@@ -166,7 +166,12 @@ class Pool:
                     raise ConnectionResetError("connection closed by the server")
                 received = True
                 parser.feed_data(data)
-        except (OSError, httptools.HttpParserError, ProtocolError) as exc:
+        except (
+            OSError,
+            httptools.HttpParserError,
+            httptools.HttpParserUpgrade,  # a 101 or CONNECT answer: not HTTP/1.1 we can use
+            ProtocolError,
+        ) as exc:
             conn.close()
             if not fresh and not received and isinstance(exc, OSError):
                 raise _Stale from None

@@ -27,8 +27,8 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from serving import h1, http, metrics
-from serving.admission import DEADLINE_HEADER
-from serving.errors import ApiError, BadRequest, DeadlineExceeded, Unavailable
+from serving.admission import DEADLINE_HEADER, deadline_seconds
+from serving.errors import ApiError, DeadlineExceeded, Unavailable
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -69,13 +69,7 @@ class Budget:
         raw = request.headers.get(DEADLINE_HEADER.decode())
         if raw is None:
             return cls(time.time() + default_seconds)
-        try:
-            return cls(int(raw) / 1000)
-        except ValueError:  # the admission middleware refuses it first; kept for direct use
-            raise BadRequest(
-                "X-Request-Deadline-Ms must be Unix epoch milliseconds",
-                field="X-Request-Deadline-Ms",
-            ) from None
+        return cls(deadline_seconds(raw))  # admission refuses a bad one before this runs
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -114,11 +108,15 @@ class Outcome:
         """The backend refused the input itself (400, 413, 415, 422 with an error body): the
         caller's fault, relayed as is. Any other 4xx (404, 405: a backend that is not what the
         proxy expects) is the proxy's problem, a failed call."""
-        return self.status in RELAYED and self.body is not None and "error" in self.body
+        return (
+            self.status in RELAYED
+            and self.body is not None
+            and isinstance(self.body.get("error"), dict)
+        )
 
     def as_error(self) -> ApiError:
         """The error the proxy answers with when this call was required."""
-        if self.client_error and self.body is not None and "error" in self.body:
+        if self.client_error and self.body is not None:
             return Relayed(self.status or 400, self.body["error"])
         if self.out_of_budget:
             return DeadlineExceeded(f"the deadline passed while waiting for {self.name}")
@@ -134,7 +132,8 @@ class Outcome:
         return preds
 
     def trace(self) -> dict[str, Any]:
-        version = ((self.body or {}).get("model") or {}).get("version")
+        model = (self.body or {}).get("model")
+        version = model.get("version") if isinstance(model, dict) else None
         return {
             "name": self.name,
             "version": version,

@@ -49,7 +49,7 @@ from serving.app import (
 )
 from serving.cache import SoftCache
 from serving.db import Store
-from serving.errors import ApiError, InvalidInput, NotFound
+from serving.errors import ApiError, InvalidInput, NotFound, Unavailable
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -114,11 +114,17 @@ def build(settings: DataCacheSettings) -> FastAPI:
             data, outcome = await cache.get_or_compute(key, lambda: load(item_id))
             x = decode(data, model.card.n_features)
             if x is None:  # not a tensor of this model's width: rebuild and replace it
-                data = await load(item_id)
+                data = await cache.flights.do(("rebuild", key), lambda: load(item_id))
                 await cache.set(key, data)
                 outcome = "MISS"
                 x = decode(data, model.card.n_features)
-                assert x is not None
+                if x is None:  # this preprocessing does not make this model's input
+                    raise Unavailable(
+                        f"preprocessing {preprocessing.PREPROCESS_VERSION} makes tensors of "
+                        f"{len(data) // 4} values, the model takes {model.card.n_features}",
+                        reason="skew",
+                        retry_after=30,
+                    )
             out = await infer(state, model, x)
             body = prediction_body(request.scope["state"]["request_id"], model, out)
             body["item_id"] = item_id

@@ -42,7 +42,14 @@ from serving.app import (
     parse_rows,
     prediction_body,
 )
-from serving.cache import SoftCache, SoftCacheSettings, canonical_rows, digest, x_cache
+from serving.cache import (
+    SoftCache,
+    SoftCacheSettings,
+    canonical_rows,
+    digest,
+    glob_escape,
+    x_cache,
+)
 from serving.middleware import FastHandler, FastResult
 from serving.model import OnnxModel
 from serving.settings import ServingSettings
@@ -123,7 +130,7 @@ def build(settings: CacheSettings) -> FastAPI:
             if model is None:  # nothing to sweep for a model that never loads
                 return
             name = model.card.name
-            removed = await cache.sweep(cache.key(name, "*"), model_prefix(model))
+            removed = await cache.sweep(cache.key(glob_escape(name), "*"), model_prefix(model))
             log.info("cache swept", extra={"model": name, "removed_keys": removed})
 
         state.background.append(sweep_old_versions)

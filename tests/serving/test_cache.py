@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from patterns.runner import free_port
-from serving.cache import SingleFlight, SoftCache, canonical_rows
+from serving.cache import SingleFlight, SoftCache, canonical_rows, entry_bytes, glob_escape
 from tests.conftest import RedisServer
 
 
@@ -83,6 +83,11 @@ def test_hit_miss_and_ttl_on_a_real_redis(redis_server: RedisServer) -> None:
         await cache.client.set("mlsp:unit:m:0:old", b"x")
         assert await cache.sweep("mlsp:unit:m:*", "mlsp:unit:m:1:") == 1
         assert await cache.client.exists(key) == 1
+        # a model name with glob characters matches only itself
+        await cache.client.set("mlsp:unit:m*:0:old", b"x")
+        await cache.client.set("mlsp:unit:mX:0:other", b"x")
+        assert await cache.sweep(cache.key(glob_escape("m*"), "*"), "mlsp:unit:m*:1:") == 1
+        assert await cache.client.exists("mlsp:unit:mX:0:other", key) == 2
         await cache.close()
 
     asyncio.run(main())
@@ -120,7 +125,11 @@ def test_values_round_trip_as_bytes(redis_server: RedisServer, value: bytes) -> 
 def test_the_local_tier_answers_repeats_without_redis(redis_server: RedisServer) -> None:
     async def main() -> None:
         cache = SoftCache(
-            redis_server.url, name="unit", service="test", ttl_seconds=60, local_bytes=32
+            redis_server.url,
+            name="unit",
+            service="test",
+            ttl_seconds=60,
+            local_bytes=16 * entry_bytes(b"vv"),
         )
         calls = 0
 
@@ -133,7 +142,7 @@ def test_the_local_tier_answers_repeats_without_redis(redis_server: RedisServer)
         redis_server.stop()
         assert await cache.get_or_compute("mlsp:unit:a", compute) == (b"vv", "HIT")
         assert calls == 1
-        for i in range(16):  # 32 bytes hold 16 values of 2: LRU drops "a"
+        for i in range(16):  # the tier holds 16 entries of 2-byte values: LRU drops "a"
             await cache.get_or_compute(f"mlsp:unit:{i}", compute)
         assert await cache.get_or_compute("mlsp:unit:a", compute) == (b"vv", "BYPASS")
 

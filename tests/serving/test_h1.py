@@ -130,15 +130,22 @@ def test_silence_is_a_read_timeout_and_nothing_listening_is_connect_failed() -> 
     asyncio.run(main())
 
 
-def test_garbage_is_a_protocol_error() -> None:
-    async def answer(head: bytes) -> bytes:
-        return b"NOT HTTP AT ALL\r\n\r\n"
+def test_garbage_and_protocol_switches_are_protocol_errors() -> None:
+    answers = [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ]
 
     async def main() -> None:
-        server, url, _ = await serve(answer)
-        with pytest.raises(ProtocolError):
-            await Pool(url).request("GET", "/", seconds=1)
-        server.close()
+        for raw in answers:
+
+            async def answer(head: bytes, raw: bytes = raw) -> bytes:
+                return raw
+
+            server, url, _ = await serve(answer)
+            with pytest.raises(ProtocolError):
+                await Pool(url).request("GET", "/", seconds=1)
+            server.close()
 
     asyncio.run(main())
 

@@ -35,6 +35,9 @@ def test_only_input_errors_are_relayed_as_the_clients_own() -> None:
         mapped = other.as_error()
         assert isinstance(mapped, Unavailable), status
         assert mapped.extra["dependency"] == "stage"
+    # a 422 whose body is not our error object: the backend is not what the proxy expects
+    odd = Outcome("stage", False, 1.0, 422, {"error": "text"}, error="status 422")
+    assert not odd.client_error and isinstance(odd.as_error(), Unavailable)
     late = Outcome("stage", False, 5.0, error="timeout", out_of_budget=True)
     assert isinstance(late.as_error(), DeadlineExceeded)
 
@@ -45,6 +48,8 @@ def test_an_answer_of_the_wrong_shape_is_a_503_naming_the_backend() -> None:
         short.predictions(2)
     assert info.value.status_code == 503 and info.value.extra["dependency"] == "b"
     assert short.predictions(1) == [{"label": "x"}]
+    assert Outcome("b", True, 1.0, 200, {"model": "x"}).trace()["version"] is None
+    assert Outcome("b", True, 1.0, 200, {"model": {"version": "3"}}).trace()["version"] == "3"
 
 
 def test_the_budget_comes_from_the_absolute_deadline() -> None:
