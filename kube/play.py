@@ -745,11 +745,51 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
         if isinstance(body, dict) and "status" in body:
             break
         time.sleep(1)
-    result.add(
-        f"after kill -9 and restart of {container}, GET {status_url} is still done",
-        started.returncode == 0 and isinstance(body, dict) and body.get("status") == "done",
-        json.dumps(body)[:200] if ok else raw[-300:],
+    good = started.returncode == 0 and isinstance(body, dict) and body.get("status") == "done"
+    detail = json.dumps(body)[:200] if ok else raw[-300:]
+    if not good:
+        detail += " | " + _reach(player, sts["metadata"]["name"], pod)
+    result.add(f"after kill -9 and restart of {container}, GET {status_url} is still done",
+               good, detail)  # fmt: skip
+
+
+REACH = r"""
+import socket, sys, time
+t = time.monotonic()
+try:
+    addrs = sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], int(sys.argv[2]))})
+except OSError as e:
+    print(f"resolve {sys.argv[1]}: {e!r} after {time.monotonic() - t:.2f} s", end="; ")
+    sys.exit()
+print(f"resolve {sys.argv[1]} -> {addrs} in {time.monotonic() - t:.2f} s", end="; ")
+for a in addrs:
+    t = time.monotonic()
+    try:
+        socket.create_connection((a, int(sys.argv[2])), timeout=2).close()
+        print(f"connect {a}: ok in {time.monotonic() - t:.2f} s", end="; ")
+    except OSError as e:
+        print(f"connect {a}: {e!r} after {time.monotonic() - t:.2f} s", end="; ")
+"""
+
+
+def _reach(player: Player, service: str, pod: str) -> str:
+    """Why the clients cannot reach a restarted pod: what its Service name resolves to and
+    whether that address accepts a connection, seen from a fresh container on the pods'
+    network and from inside each client pod (with its ARP table), and the pod's address."""
+    run = ["run", "--rm", "--network", player.net, "--entrypoint", "python", player.client_image]
+    seen = [f"fresh: {podman(*run, '-c', REACH, service, '6379', timeout=60).stdout.strip()}"]
+    for c in json.loads(podman("ps", "--format", "json").stdout or "[]"):
+        name = c["Names"][0]
+        if name.startswith(pod) or name.endswith("-infra") or not re.search(r"-\d+-", name):
+            continue
+        out = podman("exec", name, "python", "-c", REACH, service, "6379", timeout=60)
+        arp = podman("exec", name, "cat", "/proc/net/arp", timeout=30).stdout.split("\n")[1:]
+        seen.append(f"{name}: {(out.stdout + out.stderr).strip()[-300:]} arp {arp}")
+    infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
+    ip = podman(
+        "inspect", infra, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
     )
+    return " | ".join(seen) + f" | pod {pod} address {ip.stdout.strip()!r}"
 
 
 def _pod_state(pod: str) -> str:
