@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import ipaddress
 import json
 import re
 import tempfile
@@ -308,6 +309,8 @@ class Player:
         self.files: list[Path] = []
         self.volumes: set[str] = set()
         self.secrets = secret_values(docs)
+        self._subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+        self._fixed = 0
         self.client_image = next(
             c["image"]
             for d in docs
@@ -345,11 +348,36 @@ class Player:
         meta = {"name": name, "labels": (template.get("metadata") or {}).get("labels")}
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
-    def kube_play(self, name: str, docs: list[Doc], aliases: list[str]) -> tuple[bool, str]:
+    def kube_play(
+        self, name: str, docs: list[Doc], aliases: list[str], fixed: int = 0
+    ) -> tuple[bool, str]:
+        """`podman kube play` the docs on the pods' network under the Service `aliases`; the
+        first `fixed` pods get an address and a MAC of their own that survive a restart."""
         path = self._write(name, docs)
         network = self.net + (":" + ",".join(f"alias={a}" for a in aliases) if aliases else "")
-        result = podman("kube", "play", "--replace", "--network", network, str(path))
+        addresses = []
+        for _ in range(fixed):
+            ip, mac = self.fixed_address()
+            addresses += ["--ip", ip, "--mac-address", mac]
+        result = podman("kube", "play", "--replace", "--network", network, *addresses, str(path))
         return result.returncode == 0, (result.stderr or result.stdout)[-1500:]
+
+    def fixed_address(self) -> tuple[str, str]:
+        """A StatefulSet pod's address, from the top of the network's subnet down (podman
+        hands out the others from the bottom up), and a locally administered MAC.
+
+        A kube-play pod whose last container exits loses its network (the pod's exit policy
+        stops its infra container); restarted, it would get a new address, and the clients'
+        resolvers and ARP caches can keep the old one for a while. A fixed address and MAC
+        make a restart keep the pod's identity, as a container restart inside a Kubernetes
+        pod does."""
+        if self._subnet is None:
+            out = podman("network", "inspect", self.net, "--format",
+                         "{{range .Subnets}}{{.Subnet}} {{end}}")  # fmt: skip
+            self._subnet = ipaddress.ip_network(out.stdout.split()[0])
+        self._fixed += 1
+        ip = self._subnet.broadcast_address - 1 - self._fixed
+        return str(ip), f"02:6d:6c:73:00:{self._fixed:02x}"
 
     def play_replicas(self, doc: Doc) -> tuple[bool, str, list[str]]:
         """A Deployment or StatefulSet: each replica its own Pod, emptyDirs and (StatefulSet)
@@ -383,7 +411,8 @@ class Player:
                 )
             pods.append(pod)
         aliases = [s["metadata"]["name"] for s in services_for(doc, self.docs)]
-        ok, detail = self.kube_play(name, [*self.configmaps(), *extra, *pods], aliases)
+        fixed = len(pods) if doc["kind"] == "StatefulSet" else 0
+        ok, detail = self.kube_play(name, [*self.configmaps(), *extra, *pods], aliases, fixed)
         return ok, detail, [p["metadata"]["name"] for p in pods]
 
     def play_job(self, doc: Doc) -> list[tuple[str, int, str]]:
@@ -726,8 +755,8 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
     # A kube-play pod stops its infra container (its network, Service alias included) once its
     # last container exits; starting the container while that stop is still under way races
     # it and leaves Redis without a network. So: wait until the pod has stopped, then start it
-    # again, as the kubelet restarts a container inside its pod (same Service name; podman
-    # gives the pod a new address, which the clients find again by name).
+    # again, as the kubelet restarts a container inside its pod (same Service name, and the
+    # same address and MAC: Player.fixed_address).
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _pod_state(pod) not in ("Exited", "Stopped", ""):
         time.sleep(0.2)
