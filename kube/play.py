@@ -311,6 +311,8 @@ class Player:
         self.secrets = secret_values(docs)
         self._subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
         self._fixed = 0
+        self.hosts: dict[str, str] = {}
+        """Service name -> fixed address of a StatefulSet pod, for the pods played after it."""
         self.client_image = next(
             c["image"]
             for d in docs
@@ -351,15 +353,21 @@ class Player:
     def kube_play(
         self, name: str, docs: list[Doc], aliases: list[str], fixed: int = 0
     ) -> tuple[bool, str]:
-        """`podman kube play` the docs on the pods' network under the Service `aliases`; the
-        first `fixed` pods get an address and a MAC of their own that survive a restart."""
+        """`podman kube play` the docs on the pods' network under the Service `aliases`. The
+        first `fixed` pods (a StatefulSet's) get an address and MAC of their own, and every
+        pod played later resolves the aliases to the first one's address from /etc/hosts."""
+        addresses = [self.fixed_address() for _ in range(fixed)]
+        if addresses:
+            self.hosts.update({alias: addresses[0][0] for alias in aliases})
+        hosts = [{"ip": ip, "hostnames": [h for h, a in self.hosts.items() if a == ip]}
+                 for ip in sorted(set(self.hosts.values()))]  # fmt: skip
+        for doc in docs:
+            if doc["kind"] == "Pod" and hosts:
+                doc["spec"]["hostAliases"] = hosts
         path = self._write(name, docs)
         network = self.net + (":" + ",".join(f"alias={a}" for a in aliases) if aliases else "")
-        addresses = []
-        for _ in range(fixed):
-            ip, mac = self.fixed_address()
-            addresses += ["--ip", ip, "--mac-address", mac]
-        result = podman("kube", "play", "--replace", "--network", network, *addresses, str(path))
+        flags = [f for ip, mac in addresses for f in ("--ip", ip, "--mac-address", mac)]
+        result = podman("kube", "play", "--replace", "--network", network, *flags, str(path))
         return result.returncode == 0, (result.stderr or result.stdout)[-1500:]
 
     def fixed_address(self) -> tuple[str, str]:
@@ -367,10 +375,11 @@ class Player:
         hands out the others from the bottom up), and a locally administered MAC.
 
         A kube-play pod whose last container exits loses its network (the pod's exit policy
-        stops its infra container); restarted, it would get a new address, and the clients'
-        resolvers and ARP caches can keep the old one for a while. A fixed address and MAC
-        make a restart keep the pod's identity, as a container restart inside a Kubernetes
-        pod does."""
+        stops its infra container) and, restarted, would get a new address; podman's DNS
+        (aardvark-dns 1.4) was then seen to take 5 s per lookup from some client pods, past
+        every connect timeout. A fixed address and MAC keep the pod's identity across a
+        restart, as a container restart inside a Kubernetes pod does, and the clients find
+        it in /etc/hosts (`hostAliases`), as a Service name keeps one stable address."""
         if self._subnet is None:
             out = podman("network", "inspect", self.net, "--format",
                          "{{range .Subnets}}{{.Subnet}} {{end}}")  # fmt: skip
@@ -777,7 +786,7 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
     good = started.returncode == 0 and isinstance(body, dict) and body.get("status") == "done"
     detail = json.dumps(body)[:200] if ok else raw[-300:]
     if not good:
-        detail += " | " + _reach(player, sts["metadata"]["name"], pod)
+        detail += " | " + _reach(player, sts["metadata"]["name"], pod, 6379)
     result.add(f"after kill -9 and restart of {container}, GET {status_url} is still done",
                good, detail)  # fmt: skip
 
@@ -801,17 +810,18 @@ for a in addrs:
 """
 
 
-def _reach(player: Player, service: str, pod: str) -> str:
+def _reach(player: Player, service: str, pod: str, port: int) -> str:
     """Why the clients cannot reach a restarted pod: what its Service name resolves to and
     whether that address accepts a connection, seen from a fresh container on the pods'
     network and from inside each client pod (with its ARP table), and the pod's address."""
     run = ["run", "--rm", "--network", player.net, "--entrypoint", "python", player.client_image]
-    seen = [f"fresh: {podman(*run, '-c', REACH, service, '6379', timeout=60).stdout.strip()}"]
+    probe = ["-c", REACH, service, str(port)]
+    seen = [f"fresh: {podman(*run, *probe, timeout=60).stdout.strip()}"]
     for c in json.loads(podman("ps", "--format", "json").stdout or "[]"):
         name = c["Names"][0]
         if name.startswith(pod) or name.endswith("-infra") or not re.search(r"-\d+-", name):
             continue
-        out = podman("exec", name, "python", "-c", REACH, service, "6379", timeout=60)
+        out = podman("exec", name, "python", *probe, timeout=60)
         arp = podman("exec", name, "cat", "/proc/net/arp", timeout=30).stdout.split("\n")[1:]
         seen.append(f"{name}: {(out.stdout + out.stderr).strip()[-300:]} arp {arp}")
     infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
@@ -838,7 +848,11 @@ def _check_batch(player: Player, url: str, result: Checks) -> None:
     for attempt in range(3):  # a 503 says when to come back (Retry-After): a client does
         ok, raw = player.client("get", url, "/summary")
         if not ok:
-            result.add("GET /summary", False, raw)
+            result.add(
+                "GET /summary",
+                False,
+                f"{raw[-600:]} | {_reach(player, 'postgres', 'postgres-0', 5432)}",
+            )
             return
         answer = json.loads(raw)
         if answer.get("status") != 503 or attempt == 2:
