@@ -1,7 +1,8 @@
 """Locust users shared by the patterns that serve iris behind the §0 API.
 
 A pattern's locustfile subclasses `IrisUser` (and may add tasks): varied iris rows, batches of
-1-32, some Open Inference Protocol v2 calls and some bad input that must be a 422.
+1-32, some Open Inference Protocol v2 calls and some bad input that must be a 422; a proxy
+that serves /predict only subclasses `PredictUser`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,40 @@ class IrisUser(FastHttpUser):
                 resp.success()
             else:
                 resp.failure(f"expected 422, got {resp.status_code}")
+
+
+class PredictUser(FastHttpUser):
+    """For a proxy that serves iris on /predict only (no Open Inference Protocol route): rows
+    and batches of 1-32 judged by `check` (200 by default), and bad input that must be 422."""
+
+    abstract = True
+    wait_time = between(0.0, 0.01)
+
+    def check(self, resp: Any) -> None:
+        expect(resp, 200)
+
+    @task(20)
+    def predict_one(self) -> None:
+        with self.client.post("/predict", json={"instances": [row()]}, catch_response=True) as resp:
+            self.check(resp)
+
+    @task(4)
+    def predict_batch(self) -> None:
+        rows = [row() for _ in range(random.randint(2, 32))]
+        with self.client.post(
+            "/predict", json={"instances": rows}, name="/predict batch", catch_response=True
+        ) as resp:
+            self.check(resp)
+
+    @task(1)
+    def bad_input_is_422(self) -> None:
+        with self.client.post(
+            "/predict",
+            json={"instances": [[1.0, 2.0, 3.0]]},
+            name="/predict bad input",
+            catch_response=True,
+        ) as resp:
+            expect(resp, 422)
 
 
 def digits_row() -> list[float]:

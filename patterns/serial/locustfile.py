@@ -1,8 +1,7 @@
 """Load for serial: iris rows and batches through the outlier gate and the classifier, rows far
 from every iris class that the gate must stop with label "unknown", and bad input (422).
 
-The proxy serves /predict only (no Open Inference Protocol route), so this user does not
-subclass bench.users.IrisUser.
+The proxy serves /predict only (no Open Inference Protocol route): bench.users.PredictUser.
 
 make loadtest PATTERN=serial SECONDS=30 USERS=20
 """
@@ -11,9 +10,9 @@ from __future__ import annotations
 
 import random
 
-from locust import FastHttpUser, between, task
+from locust import task
 
-from bench.users import expect, row
+from bench.users import PredictUser
 
 # Far from the three iris centres: iris-ocsvm scores these below 0.0.
 OUTLIERS = [
@@ -24,22 +23,7 @@ OUTLIERS = [
 ]
 
 
-class SerialUser(FastHttpUser):
-    wait_time = between(0.0, 0.01)
-
-    @task(20)
-    def predict_one(self) -> None:
-        with self.client.post("/predict", json={"instances": [row()]}, catch_response=True) as resp:
-            expect(resp, 200)
-
-    @task(4)
-    def predict_batch(self) -> None:
-        rows = [row() for _ in range(random.randint(2, 32))]
-        with self.client.post(
-            "/predict", json={"instances": rows}, name="/predict batch", catch_response=True
-        ) as resp:
-            expect(resp, 200)
-
+class SerialUser(PredictUser):
     @task(3)
     def outlier_is_unknown(self) -> None:
         with self.client.post(
@@ -54,13 +38,3 @@ class SerialUser(FastHttpUser):
                 resp.failure(f"an outlier got label {label!r}, not 'unknown'")
             else:
                 resp.success()
-
-    @task(1)
-    def bad_input_is_422(self) -> None:
-        with self.client.post(
-            "/predict",
-            json={"instances": [[1.0, 2.0, 3.0]]},
-            name="/predict bad input",
-            catch_response=True,
-        ) as resp:
-            expect(resp, 422)
