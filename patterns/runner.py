@@ -298,6 +298,12 @@ class RunningPattern:
     def proc(self, process: str) -> subprocess.Popen[bytes]:
         return dict(self.stack.procs)[process]
 
+    def kill(self, process: str) -> None:
+        """SIGKILL one of the pattern's processes (a crash, no shutdown) and reap it."""
+        proc = self.proc(process)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+
 
 def render_env(
     proc: Process,

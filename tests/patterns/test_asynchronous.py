@@ -56,8 +56,7 @@ def kill_worker_mid_job(
     while httpx.get(f"{url}/jobs/{job_id}").json()["attempts"] < 1:  # the worker has it
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    run.proc("worker").send_signal(signal.SIGKILL)
-    run.proc("worker").wait(5)
+    run.kill("worker")
     env = {
         **os.environ,
         "MLSP_REDIS_URL": redis_url,

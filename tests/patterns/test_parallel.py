@@ -7,7 +7,6 @@ that is 600 ms; concurrently it must stay near 200 ms.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,8 +56,7 @@ def test_a_dead_backend_fails_require_all_and_is_missing_under_best_effort(
     pattern: RunningPattern, tmp_path: Path
 ) -> None:
     proxy = pattern.url("proxy")
-    pattern.proc("virginica").send_signal(signal.SIGKILL)
-    pattern.proc("virginica").wait(5)
+    pattern.kill("virginica")
     resp = predict(proxy, [ROWS["setosa"]])
     assert resp.status_code == 503
     error = resp.json()["error"]
@@ -77,8 +75,7 @@ def test_a_dead_backend_fails_require_all_and_is_missing_under_best_effort(
         assert set(body["predictions"][0]["scores"]) == {"setosa", "versicolor"}
         # best effort needs at least one answer
         for c in ("setosa", "versicolor"):
-            pattern.proc(c).send_signal(signal.SIGKILL)
-            pattern.proc(c).wait(5)
+            pattern.kill(c)
         assert predict(best, [ROWS["setosa"]]).status_code == 503
 
 

@@ -123,8 +123,7 @@ def test_pred_down_is_503_naming_it(pattern: RunningPattern) -> None:
     prep = pattern.url("prep")
     rows, _ = digits(1)
     assert predict_image(prep, render_digit(rows[0])).status_code == 200
-    pattern.proc("pred").send_signal(signal.SIGKILL)
-    pattern.proc("pred").wait(5)
+    pattern.kill("pred")
     resp = predict_image(prep, render_digit(rows[0]))
     assert resp.status_code == 503 and resp.json()["error"]["dependency"] == "pred"
     assert resp.headers["retry-after"]

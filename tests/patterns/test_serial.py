@@ -6,7 +6,6 @@ Which rows reached stage 2 is read from the classifier's own /metrics and from t
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,8 +66,7 @@ def test_a_failed_stage_is_503_naming_it_unless_it_may_be_skipped(
     pattern: RunningPattern, tmp_path: Path
 ) -> None:
     proxy = pattern.url("proxy")
-    pattern.proc("classify").send_signal(signal.SIGKILL)
-    pattern.proc("classify").wait(5)
+    pattern.kill("classify")
     resp = predict(proxy, [INLIER])
     assert resp.status_code == 503
     error = resp.json()["error"]

@@ -7,7 +7,6 @@ must arrive well before it, and the final one by polling and by server-sent even
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,8 +97,7 @@ def test_fast_model_down_gives_202_and_the_final_answer_later(
     pattern: RunningPattern, data_dir: Path
 ) -> None:
     proxy = pattern.url("proxy")
-    pattern.proc("fast").send_signal(signal.SIGKILL)
-    pattern.proc("fast").wait(5)
+    pattern.kill("fast")
     resp = httpx.post(f"{proxy}/predict", json={"instances": rows(data_dir)}, timeout=10)
     assert resp.status_code == 202 and resp.json()["fast"] is None
     job = wait_job(proxy, resp.json()["job_id"], timeout=30)
