@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -90,22 +91,42 @@ def bench_cache(redis_url: str, seconds: int, script: Path, model_ms: int = 0) -
     return results
 
 
-def bench_parallel(n: int, backend_ms: int) -> dict[str, Any]:
-    classes = ("setosa", "versicolor", "virginica")
+def through_proxy(
+    services: dict[str, tuple[str, dict[str, str]]],
+    proxy: str,
+    proxy_env: Callable[[dict[str, str]], dict[str, str]],
+    n: int,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Start each service (name -> module, env), then the proxy in front of them (its env
+    from their URLs); latencies of each service called directly, then of the proxy."""
     with ExitStack() as stack:
         urls = {}
-        for c in classes:
-            env = {
+        for name, (module, env) in services.items():
+            proc, urls[name] = start(module, env)
+            stack.callback(stop, proc)
+        proc, proxy_url = start(proxy, proxy_env(urls))
+        stack.callback(stop, proc)
+        return {name: latencies(url, n) for name, url in urls.items()}, latencies(proxy_url, n)
+
+
+def bench_parallel(n: int, backend_ms: int) -> dict[str, Any]:
+    classes = ("setosa", "versicolor", "virginica")
+    backends = {
+        c: (
+            "patterns.parallel.backend",
+            {
                 "MLSP_MODEL_DIR": str(MODELS / f"iris-ovr-{c}"),
                 "MLSP_SIMULATED_LATENCY_MS": str(backend_ms),
-            }
-            proc, urls[c] = start("patterns.parallel.backend", env)
-            stack.callback(stop, proc)
-        backends = [{"name": c, "url": urls[c], "timeout": 2.0} for c in classes]
-        proc, proxy = start("patterns.parallel.proxy", {"MLSP_BACKENDS": json.dumps(backends)})
-        stack.callback(stop, proc)
-        direct = {c: latencies(urls[c], n) for c in classes}
-        fanned = latencies(proxy, n)
+            },
+        )
+        for c in classes
+    }
+
+    def config(urls: dict[str, str]) -> dict[str, str]:
+        configured = [{"name": c, "url": urls[c], "timeout": 2.0} for c in classes]
+        return {"MLSP_BACKENDS": json.dumps(configured)}
+
+    direct, fanned = through_proxy(backends, "patterns.parallel.proxy", config, n)
     slowest = max(d["p50_ms"] for d in direct.values())
     return {
         "backend_ms": backend_ms,
@@ -118,21 +139,19 @@ def bench_parallel(n: int, backend_ms: int) -> dict[str, Any]:
 
 
 def bench_serial(n: int) -> dict[str, Any]:
-    with ExitStack() as stack:
-        urls = {}
-        for name, model in (("outlier", "iris-ocsvm"), ("classify", "iris-svc")):
-            proc, urls[name] = start(
-                "patterns.serial.stage", {"MLSP_MODEL_DIR": str(MODELS / model)}
-            )
-            stack.callback(stop, proc)
-        stages = [
+    stages = {
+        name: ("patterns.serial.stage", {"MLSP_MODEL_DIR": str(MODELS / model)})
+        for name, model in (("outlier", "iris-ocsvm"), ("classify", "iris-svc"))
+    }
+
+    def config(urls: dict[str, str]) -> dict[str, str]:
+        configured = [
             {"name": "outlier", "url": urls["outlier"], "stop_below": 0.0},
             {"name": "classify", "url": urls["classify"]},
         ]
-        proc, proxy = start("patterns.serial.proxy", {"MLSP_STAGES": json.dumps(stages)})
-        stack.callback(stop, proc)
-        direct = {name: latencies(url, n) for name, url in urls.items()}
-        chained = latencies(proxy, n)
+        return {"MLSP_STAGES": json.dumps(configured)}
+
+    direct, chained = through_proxy(stages, "patterns.serial.proxy", config, n)
     total = sum(d["p50_ms"] for d in direct.values())
     return {
         "stages": direct,
