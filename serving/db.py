@@ -105,6 +105,18 @@ class Db:
             self.execute(statement)
         self.commit()
 
+    def seed(self, schema: tuple[str, ...], insert: str, rows: list[tuple[Any, ...]],
+             count: str, batch: int = 5000) -> int:  # fmt: skip
+        """Create the schema, insert `rows` in one transaction, `batch` at a time (`insert`
+        skips rows already there: ON CONFLICT DO NOTHING, so a rerun adds nothing), and
+        return what the `count` query says the table holds."""
+        self.create_schema(schema)
+        self.begin()
+        for start in range(0, len(rows), batch):
+            self.executemany(insert, rows[start : start + batch])
+        self.commit()
+        return int(self.execute(count).fetchone()[0])
+
     def close(self) -> None:
         self.conn.close()
 

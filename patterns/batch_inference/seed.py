@@ -46,16 +46,12 @@ def main() -> int:
     configure_logging("batch-seed", "batch_inference")
     db = Db.from_settings(s)
     try:
-        db.create_schema(SCHEMA)
-        db.begin()
-        batch = items(s.seed_rows, s.seed)
-        for start in range(0, len(batch), 5000):
-            db.executemany(
-                "INSERT INTO items (id, features) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                batch[start : start + 5000],
-            )
-        db.commit()
-        total = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        total = db.seed(
+            SCHEMA,
+            "INSERT INTO items (id, features) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+            items(s.seed_rows, s.seed),
+            "SELECT COUNT(*) FROM items",
+        )
     finally:
         db.close()
     log.info("seeded", extra={"rows": s.seed_rows, "items_total": total})

@@ -40,14 +40,12 @@ def main() -> int:
     rows = [(item_id(i + 1), render_digit(sample[i % len(sample)])) for i in range(s.seed_items)]
     db = Db.from_settings(s)
     try:
-        db.create_schema(schema(db))
-        db.begin()
-        db.executemany(
+        total = db.seed(
+            schema(db),
             "INSERT INTO images (item_id, image) VALUES (%s, %s) ON CONFLICT (item_id) DO NOTHING",
             rows,
+            "SELECT COUNT(*) FROM images",
         )
-        db.commit()
-        total = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     finally:
         db.close()
     log.info("seeded", extra={"items": s.seed_items, "images_total": total})
