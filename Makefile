@@ -5,6 +5,9 @@ UV ?= uv
 SECONDS ?= 10
 USERS ?= 20
 HOST ?=
+PORT ?= 8000
+ENV ?=
+PROCESS ?=
 TARGET ?= local
 # container builds: where no registry or the default TLS trust works (CI here), set
 # BASE_IMAGE=localhost/python-base:3.11 (kube/make-base-image.sh) and a CA mount in BUILD_FLAGS
@@ -14,7 +17,7 @@ CLUSTER ?=
 export BASE_IMAGE BUILD_FLAGS CLUSTER
 
 .DEFAULT_GOAL := help
-.PHONY: help setup models run test test-fast lint format bench loadtest build deploy undeploy verify clean
+.PHONY: help setup models run status stop start kill test test-fast lint format bench loadtest build deploy undeploy verify clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,9 +33,21 @@ models: ## train, export, register every model, then promote candidates to produ
 data/models/%/model.json:
 	$(MAKE) models
 
-run: ## run a pattern in the foreground: make run PATTERN=web_single (aliases work)
+run: ## run a pattern, supervised: make run PATTERN=web_single [ENV="proc:NAME=VALUE ..."] [PORT=8000]
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
-	$(PY) -m patterns.runner run $(PATTERN)
+	@$(PY) -m patterns.runner run $(PATTERN) --port $(PORT) $(foreach e,$(ENV),--env $(e))
+
+status: ## the processes of a running pattern: make status PATTERN=x
+	@$(PY) -m patterns.runner status $(PATTERN)
+
+stop: ## stop one process of a running pattern and keep it down: make stop PATTERN=x PROCESS=y
+	@$(PY) -m patterns.runner stop $(PATTERN) $(PROCESS)
+
+start: ## start a stopped process again: make start PATTERN=x PROCESS=y
+	@$(PY) -m patterns.runner start $(PATTERN) $(PROCESS)
+
+kill: ## SIGKILL one process (a crash; the runner restarts it): make kill PATTERN=x PROCESS=y
+	@$(PY) -m patterns.runner kill $(PATTERN) $(PROCESS)
 
 test: ## every test (real processes, Redis, MLflow)
 	$(PY) -m pytest

@@ -62,3 +62,6 @@ class Pattern:
     entry: str | None = None
     """The process clients talk to (load tests, the printed URL); default: the first one
     that serves HTTP."""
+    aliases: tuple[str, ...] = ()
+    """Short names that work wherever a pattern is named (`make run PATTERN=async`); an
+    alias exists only once its pattern does (the catalogue lists the planned ones)."""

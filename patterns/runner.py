@@ -1,17 +1,32 @@
-"""The local runner: start a pattern's declared processes and their dependencies.
+"""The local runner: start a pattern's declared processes and their dependencies, and keep
+them running the way Kubernetes would (patterns/supervisor.py).
 
     python -m patterns.runner run web_single        # foreground; Ctrl-C stops everything
+    python -m patterns.runner run sync_async --env worker:MLSP_SIMULATED_LATENCY_MS=2000
+    python -m patterns.runner status async          # from another terminal: each process
+    python -m patterns.runner kill async worker     # SIGKILL (a crash): restarted with backoff
+    python -m patterns.runner stop async worker     # held down (scaled to 0) until `start`
     python -m patterns.runner list                  # every pattern and its processes
     python -m patterns.runner resolve async         # alias -> pattern id
 
-Tests use `start_pattern(...)` as a context manager: every process is started, waited on until
-its /readyz answers 200, and stopped (SIGTERM, then SIGKILL) on exit. A dependency (Redis,
-PostgreSQL, MLflow) is used where its URL answers; else a local one is started where the
-program is installed; else the run fails with a message saying how to get it.
+Under `run`, the first serving process listens on --port (8000) and the next ones on the
+following ports, in declaration order; a busy port is an error naming it. A long-running
+process that dies is restarted with backoff while the others keep serving; a Job's process
+(synchronous's client) that exits 0 has completed and stops nothing.
 
-In the foreground (`make run`), a variable a process declares that is also set in your
-environment takes your value, in every process that declares it:
-`MLSP_MODEL_DIR=data/models/iris-rf make run PATTERN=web_single`.
+Dependencies: Redis is the run's own `redis-server` (AOF on, in a scratch folder, gone when the
+run stops) unless REDIS_URL names one, so a local run never writes into anybody's database by
+surprise; PostgreSQL and MLflow are used where their URL answers, else started where the
+program is installed, else the run fails saying how to get them. The runner prints which it
+uses.
+
+A variable a process declares that is also set in your environment takes your value, in every
+process that declares it (`MLSP_MODEL_DIR=data/models/iris-rf make run PATTERN=web_single`);
+`--env PROCESS:NAME=VALUE` sets one variable for one process only.
+
+Tests use `start_pattern(...)` as a context manager: every process is started, waited on until
+its /readyz answers 200, and stopped (SIGTERM, then SIGKILL) on exit; unsupervised unless asked,
+so a test that kills a process sees it stay dead.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import re
 import shutil
@@ -28,27 +44,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
 
 from patterns.declare import Pattern, Process
+from patterns.supervisor import Restart, Stack, describe_exit
 
 ROOT = Path(__file__).resolve().parent.parent
-ALIASES = {
-    "async": "asynchronous",
-    "sync": "synchronous",
-    "batch": "batch_inference",
-    "cache": "prediction_cache",
-    "template": "inference_template",
-    "monitoring": "prediction_monitoring",
-    "shadow": "shadow_ab",
-    "ab": "online_ab",
-}
 _TEMPLATE = re.compile(r"\{(\w+)(?::([\w.-]+))?\}")
 
 
@@ -56,23 +62,32 @@ class RunnerError(RuntimeError):
     """The pattern cannot be started; the message says why and what to do."""
 
 
-def resolve(name: str) -> str:
-    return ALIASES.get(name, name)
-
-
 def pattern_ids() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "patterns").glob("*/pattern.py"))
+
+
+def _declared(pid: str) -> Pattern:
+    pattern: Pattern = importlib.import_module(f"patterns.{pid}.pattern").PATTERN
+    return pattern
+
+
+def aliases() -> dict[str, str]:
+    """alias -> pattern id, from the patterns' declarations (so only existing ones)."""
+    return {alias: pid for pid in pattern_ids() for alias in _declared(pid).aliases}
+
+
+def resolve(name: str) -> str:
+    return aliases().get(name, name)
 
 
 def load(name: str) -> Pattern:
     pid = resolve(name)
     if pid not in pattern_ids():
+        known = ", ".join(f"{a}={t}" for a, t in aliases().items())
         raise RunnerError(
-            f"unknown pattern {name!r}; known: {', '.join(pattern_ids())} "
-            f"(aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})"
+            f"unknown pattern {name!r}; known: {', '.join(pattern_ids())} (aliases: {known})"
         )
-    pattern: Pattern = importlib.import_module(f"patterns.{pid}.pattern").PATTERN
-    return pattern
+    return _declared(pid)
 
 
 def free_port() -> int:
@@ -119,82 +134,42 @@ def _wait(
     raise RunnerError(f"{what} not ready after {timeout:.0f} s\n{_tail(log)}")
 
 
-@dataclass
-class Stack:
-    """Processes started by the runner, stopped in reverse order."""
-
-    workdir: Path
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def spawn(
-        self, name: str, cmd: list[str], env: Mapping[str, str], out: IO[bytes] | int | None
-    ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            cmd,
-            env=dict(env),
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append((name, proc))
-        return proc
-
-    def stop(self, grace: float = 25.0) -> None:
-        """SIGTERM each process group, wait, then SIGKILL what is left (grandchildren too)."""
-        for _, proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for _, proc in reversed(self.procs):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 # --- dependencies -------------------------------------------------------------------------
 
 
 def ensure_redis(stack: Stack) -> str:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    parts = urlsplit(url)
-    if port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
-        return url
+    """REDIS_URL when set and reachable; else the run's own redis-server (AOF on, like the
+    StatefulSet), supervised like any process of the pattern (`stop`/`kill` work on it)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        parts = urlsplit(url)
+        if port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
+            stack.say(f"redis: {url} (from REDIS_URL)")
+            return url
+        stack.say(f"redis: REDIS_URL={url} does not answer; starting the run's own")
     server = shutil.which("redis-server")
     if server is None:
         raise RunnerError(
-            f"Redis is not reachable at {url} and redis-server is not installed: "
-            "`apt-get install redis-server`, or set REDIS_URL"
+            "redis-server is not installed: `apt-get install redis-server`, "
+            "or set REDIS_URL to a Redis of your own (keys are prefixed mlsp:<pattern>:)"
         )
     port = free_port()
-    proc = stack.spawn(
-        "redis",
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(stack.workdir),
-        ],
-        os.environ,
-        subprocess.DEVNULL,
-    )
+    data = stack.workdir / "redis"
+    data.mkdir(exist_ok=True)
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data)]
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = stack.spawn("redis", cmd, os.environ, stack.workdir / "redis.log", url=url)
     _wait(lambda: port_open("127.0.0.1", port), "redis-server", 10, proc)
-    return f"redis://127.0.0.1:{port}/0"
+    stack.say(f"redis: {url} (this run's own redis-server, AOF on, removed when it stops)")
+    return url
 
 
 def ensure_postgres(stack: Stack) -> str:
     url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parts = urlsplit(url)
     if port_open(parts.hostname or "127.0.0.1", parts.port or 5432):
+        stack.say(f"postgres: {url}")
         return url
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     initdb = shutil.which("initdb") or (str(bins[-1]) if bins else None)
@@ -212,24 +187,13 @@ def ensure_postgres(stack: Stack) -> str:
     )
     if done.returncode != 0:
         raise RunnerError(f"initdb failed: {done.stderr[-2000:]}")
-    proc = stack.spawn(
-        "postgres",
-        [
-            str(Path(initdb).with_name("postgres")),
-            "-D",
-            str(pgdata),
-            "-p",
-            str(port),
-            "-k",
-            str(stack.workdir),
-            "-c",
-            "listen_addresses=127.0.0.1",
-        ],
-        os.environ,
-        subprocess.DEVNULL,
-    )
+    cmd = [str(Path(initdb).with_name("postgres")), "-D", str(pgdata), "-p", str(port)]
+    cmd += ["-k", str(stack.workdir), "-c", "listen_addresses=127.0.0.1"]
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    proc = stack.spawn("postgres", cmd, os.environ, stack.workdir / "postgres.log", url=url)
     _wait(lambda: port_open("127.0.0.1", port), "postgres", 30, proc)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    stack.say(f"postgres: {url} (this run's own, removed when it stops)")
+    return url
 
 
 def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
@@ -237,36 +201,27 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
     if uri.startswith("http"):
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{uri.rstrip('/')}/health", timeout=2).status_code == 200:
+                stack.say(f"mlflow: {uri} (from MLFLOW_TRACKING_URI)")
                 return uri
     store = (data_dir / "mlflow").resolve()
     store.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = stack.workdir / "mlflow.log"
-    proc = stack.spawn(
-        "mlflow",
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{store / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        os.environ,
-        log.open("wb"),
-    )
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+    cmd += ["--artifacts-destination", str(store / "artifacts"), "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
-
+    proc = stack.spawn("mlflow", cmd, os.environ, log, url=url)
     _wait(lambda: answers(f"{url}/health"), "mlflow server", 90, proc, log)
+    stack.say(f"mlflow: {url} (a server over {store})")
     return url
+
+
+ENSURE: dict[str, Callable[[Stack, Path], str]] = {
+    "redis": lambda stack, _data: ensure_redis(stack),
+    "postgres": lambda stack, _data: ensure_postgres(stack),
+    "mlflow": ensure_mlflow,
+}
 
 
 # --- patterns -----------------------------------------------------------------------------
@@ -280,7 +235,7 @@ def _wait_exit(proc: subprocess.Popen[bytes], what: str, timeout: float, log: Pa
         code = None
     if code == 0:
         return
-    state = "still running" if code is None else f"exited with code {code}"
+    state = "still running" if code is None else f"exited with {describe_exit(code)}"
     raise RunnerError(f"init process {what} {state} after {timeout:.0f} s\n{_tail(log)}")
 
 
@@ -336,6 +291,58 @@ def render_env(
     return {k: _TEMPLATE.sub(fill, v) for k, v in proc.env.items()}
 
 
+def serving(pattern: Pattern) -> list[Process]:
+    """The processes that listen, in declaration order (the order of their ports)."""
+    return [p for p in pattern.processes if p.port is not None and not p.init]
+
+
+def assign_ports(pattern: Pattern, first_port: int | None) -> dict[str, int]:
+    """first_port, first_port + 1, ... in declaration order (a busy one is an error naming
+    it, never a silent move); free ports when no first port is asked for (tests)."""
+    ports: dict[str, int] = {}
+    for i, proc in enumerate(serving(pattern)):
+        if first_port is None:
+            ports[proc.name] = free_port()
+            continue
+        port = first_port + i
+        if port_open("127.0.0.1", port, timeout=0.2):
+            raise RunnerError(
+                f"port {port} ({pattern.id}/{proc.name}) is in use: stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'` shows it) or pass another --port"
+            )
+        ports[proc.name] = port
+    return ports
+
+
+def restart_policy(proc: Process) -> Restart:
+    if proc.init:
+        return "Never"
+    return "OnFailure" if proc.kube_kind in {"Job", "CronJob"} else "Always"
+
+
+def run_dir_for(pattern_id: str) -> Path:
+    """Where a supervised run keeps state.json and takes control requests."""
+    base = os.environ.get("MLSP_RUN_DIR") or str(Path(tempfile.gettempdir()) / "mlsp-run")
+    return Path(base) / pattern_id
+
+
+def read_state(pattern_id: str) -> dict[str, object] | None:
+    """The state of a live supervised run of the pattern, or None."""
+    path = run_dir_for(pattern_id) / "state.json"
+    try:
+        state: dict[str, object] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = state.get("runner_pid")
+    try:
+        os.kill(int(str(pid)), 0)
+    except (ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        pass
+    return state
+
+
 @contextlib.contextmanager
 def start_pattern(
     name: str,
@@ -346,34 +353,30 @@ def start_pattern(
     process_env: Mapping[str, Mapping[str, str]] | None = None,
     log_dir: Path | None = None,
     foreground: bool = False,
+    supervise: bool = False,
+    say: Callable[[str], None] | None = None,
     ready_timeout: float = 60.0,
     init_timeout: float = 180.0,
 ) -> Iterator[RunningPattern]:
     """Start every process of a pattern and wait until each /readyz answers 200. `env` is added
-    to every process's environment, `process_env[name]` to one process's."""
+    to every process's environment, `process_env[name]` to one process's. With `supervise`,
+    dead processes are restarted (patterns/supervisor.py) and the run can be controlled from
+    another terminal (`status`, `stop`, `start`, `kill`)."""
     pattern = load(name)
     data_dir = data_dir or Path(os.environ.get("MLSP_DATA_DIR", ROOT / "data"))
+    run_dir = run_dir_for(pattern.id) if supervise else None
+    if run_dir is not None and (live := read_state(pattern.id)) is not None:
+        raise RunnerError(f"{pattern.id} is already running (runner pid {live['runner_pid']})")
     workdir = Path(tempfile.mkdtemp(prefix=f"mlsp-{pattern.id}-"))
     log_dir = log_dir or workdir
-    stack = Stack(workdir)
+    stack = Stack(workdir, ROOT, say=say or (lambda message: None), label=f"{pattern.id}/")
     try:
-        deps: dict[str, str] = {}
-        for dep in pattern.needs:
-            if dep == "redis":
-                deps[dep] = ensure_redis(stack)
-            elif dep == "postgres":
-                deps[dep] = ensure_postgres(stack)
-            elif dep == "mlflow":
-                deps[dep] = ensure_mlflow(stack, data_dir)
-        ports: dict[str, int] = {}
-        servers = [p for p in pattern.processes if p.port is not None and not p.init]
-        for i, proc in enumerate(servers):
-            wanted = first_port + i if first_port else None
-            ports[proc.name] = (
-                wanted if wanted and not port_open("127.0.0.1", wanted) else free_port()
-            )
+        ports = assign_ports(pattern, first_port)
+        deps: dict[str, str] = {dep: ENSURE[dep](stack, data_dir) for dep in pattern.needs}
         urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
         logs: dict[str, Path] = {}
+        if run_dir is not None:
+            stack.supervise(run_dir)
         for proc in pattern.processes:
             proc_env = {
                 **os.environ,
@@ -391,34 +394,143 @@ def start_pattern(
                     workdir=workdir,
                 ),
                 **(env or {}),
-                **(process_env or {}).get(proc.name, {}),
             }
             if foreground:  # `MLSP_MODEL_DIR=... make run`: what the user sets wins
                 proc_env.update({k: os.environ[k] for k in proc.env if k in os.environ})
-            if proc.port is not None and not proc.init:
+            proc_env.update((process_env or {}).get(proc.name, {}))
+            if proc.name in ports:
                 proc_env["MLSP_PORT"] = str(ports[proc.name])
             logs[proc.name] = log_dir / f"{pattern.id}-{proc.name}.log"
-            out = None if foreground else logs[proc.name].open("wb")
-            child = stack.spawn(proc.name, [sys.executable, "-m", proc.module], proc_env, out)
+            child = stack.spawn(
+                proc.name,
+                [sys.executable, "-m", proc.module],
+                proc_env,
+                None if foreground else logs[proc.name],
+                restart=restart_policy(proc),
+                url=urls.get(proc.name),
+            )
             if proc.init:
                 _wait_exit(child, f"{pattern.id}/{proc.name}", init_timeout, logs[proc.name])
         running = RunningPattern(pattern, urls, deps, logs, stack)
-        for proc in pattern.processes:
-            if proc.port is None or proc.init:
-                continue
-            ready_url = urls[proc.name] + proc.ready_path
-
+        for proc in serving(pattern):
             _wait(
-                lambda u=ready_url: answers(u),
+                lambda p=proc: answers(urls[p.name] + p.ready_path),
                 f"{pattern.id}/{proc.name}",
                 ready_timeout,
-                running.proc(proc.name),
+                None if supervise else running.proc(proc.name),
                 None if foreground else logs[proc.name],
             )
         yield running
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def parse_env(items: list[str]) -> dict[str, dict[str, str]]:
+    """`PROCESS:NAME=VALUE` items -> {process: {NAME: VALUE}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, assignment = item.partition(":")
+        name, eq, value = assignment.partition("=")
+        if not (sep and eq and name):
+            raise RunnerError(f"--env {item!r}: expected PROCESS:NAME=VALUE")
+        out.setdefault(target, {})[name] = value
+    return out
+
+
+def _say(message: str) -> None:
+    print(f"runner: {message}", file=sys.stderr, flush=True)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the runner."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one is enough: we are stopping
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_foreground(name: str, port: int, process_env: dict[str, dict[str, str]]) -> int:
+    pattern = load(name)
+    unknown = set(process_env) - {p.name for p in pattern.processes}
+    if unknown:
+        raise RunnerError(f"--env names no process of {pattern.id}: {', '.join(sorted(unknown))}")
+    signal.signal(signal.SIGINT, _interrupt)  # acted on at once, even while starting
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with start_pattern(
+            pattern.id,
+            first_port=port,
+            process_env=process_env,
+            foreground=True,
+            supervise=True,
+            say=_say,
+        ) as running:
+            for proc_name, url in running.urls.items():
+                _say(f"{pattern.id}/{proc_name}: {url}  (docs: {url}/docs)")
+            _say(
+                f"from another terminal: make status|stop|start|kill PATTERN={pattern.id} PROCESS=..."
+            )
+            _say("Ctrl-C stops everything.")
+            while True:
+                time.sleep(1)
+    except Interrupted as why:
+        _say(f"{why}: stopped {pattern.id}")
+    return 0
+
+
+def _process_state(pattern_id: str) -> dict[str, dict[str, object]]:
+    state = read_state(pattern_id)
+    if state is None:
+        raise RunnerError(
+            f"{pattern_id} is not running here (no live run in {run_dir_for(pattern_id)}): "
+            f"start it with `make run PATTERN={pattern_id}`"
+        )
+    procs: dict[str, dict[str, object]] = state["processes"]  # type: ignore[assignment]
+    return procs
+
+
+def status(pattern_id: str) -> int:
+    for proc_name, p in _process_state(pattern_id).items():
+        url = p.get("url")
+        ready = ""
+        if url and p["state"] == "running":
+            ready = "ready" if answers(f"{url}/readyz") else "not ready"
+        last = f"last exit: {p['last_exit']}" if p.get("last_exit") else ""
+        cells = [f"{proc_name:12}", f"{p['state']:9}", f"restarts={p['restarts']}"]
+        cells += [c for c in (str(url or ""), ready, last) if c]
+        print("  ".join(cells))
+    return 0
+
+
+def control(verb: str, pattern_id: str, process: str, timeout: float = 40.0) -> int:
+    """stop | start | kill one process of a live supervised run."""
+    procs = _process_state(pattern_id)
+    if process not in procs:
+        raise RunnerError(f"{pattern_id} has no process {process!r}: {', '.join(procs)}")
+    before = procs[process]
+    if verb == "kill":
+        pid = before.get("pid")
+        if pid is None:
+            raise RunnerError(f"{pattern_id}/{process} is not running ({before['state']})")
+        os.killpg(int(str(pid)), signal.SIGKILL)
+        print(f"{pattern_id}/{process}: killed (SIGKILL to pid {pid}); the runner restarts it")
+        return 0
+    (run_dir_for(pattern_id) / "control" / f"{verb}-{process}").touch()
+    wanted = "stopped" if verb == "stop" else "running"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _process_state(pattern_id)[process]
+        if now["state"] == wanted and (verb == "stop" or now.get("pid") != before.get("pid")):
+            print(f"{pattern_id}/{process}: {wanted}")
+            return 0
+        time.sleep(0.1)
+    raise RunnerError(f"{pattern_id}/{process} not {wanted} after {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,12 +540,29 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a pattern in the foreground")
+    run = sub.add_parser("run", help="run a pattern in the foreground, supervised")
     run.add_argument("pattern")
     run.add_argument("--port", type=int, default=8000, help="port of the first process")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="PROCESS:NAME=VALUE",
+        help="an environment variable for one process only (repeatable)",
+    )
     sub.add_parser("list", help="list patterns")
     res = sub.add_parser("resolve", help="print the pattern id of an alias")
     res.add_argument("pattern")
+    st = sub.add_parser("status", help="the processes of a running pattern")
+    st.add_argument("pattern")
+    for verb, what in [
+        ("stop", "stop a process and keep it down"),
+        ("start", "start a stopped process"),
+        ("kill", "SIGKILL a process (a crash); the runner restarts it"),
+    ]:
+        cmd = sub.add_parser(verb, help=what)
+        cmd.add_argument("pattern")
+        cmd.add_argument("process")
     args = parser.parse_args(argv)
     try:
         if args.command == "resolve":
@@ -443,31 +572,12 @@ def main(argv: list[str] | None = None) -> int:
                 p = load(pid)
                 procs = ", ".join(f"{x.name} ({x.module})" for x in p.processes)
                 print(f"{p.id:22} {p.status:6} {procs}  needs: {', '.join(p.needs) or '-'}")
+        elif args.command == "run":
+            return run_foreground(args.pattern, args.port, parse_env(args.env))
+        elif args.command == "status":
+            return status(load(args.pattern).id)
         else:
-            stop = False
-
-            def on_signal(signum: int, frame: object) -> None:
-                nonlocal stop
-                stop = True
-
-            signal.signal(signal.SIGINT, on_signal)
-            signal.signal(signal.SIGTERM, on_signal)
-            with start_pattern(args.pattern, first_port=args.port, foreground=True) as running:
-                for name, url in running.urls.items():
-                    print(
-                        f"\n  {running.pattern.id}/{name}: {url}  (docs: {url}/docs)",
-                        file=sys.stderr,
-                    )
-                print("  Ctrl-C stops everything.\n", file=sys.stderr)
-                steps = {p.name for p in running.pattern.processes if p.init}
-                while not stop:
-                    dead = [
-                        n for n, p in running.stack.procs if n not in steps and p.poll() is not None
-                    ]
-                    if dead:
-                        print(f"process {dead[0]} exited; stopping", file=sys.stderr)
-                        return 1
-                    time.sleep(0.2)
+            return control(args.command, load(args.pattern).id, args.process)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,4 +27,5 @@ PATTERN = Pattern(
     ),
     needs=("redis",),
     models=("digits-svc",),
+    aliases=("async",),
 )

@@ -36,4 +36,5 @@ PATTERN = Pattern(
         ),
     ),
     models=("iris-svc",),
+    aliases=("batch",),
 )

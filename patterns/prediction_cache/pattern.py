@@ -19,4 +19,5 @@ PATTERN = Pattern(
     ),
     needs=("redis",),
     models=("iris-svc",),
+    aliases=("cache",),
 )

@@ -28,4 +28,5 @@ PATTERN = Pattern(
         ),
     ),
     models=("digits-lr",),
+    aliases=("sync",),
 )
