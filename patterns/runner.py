@@ -474,7 +474,8 @@ def run_foreground(name: str, port: int, process_env: dict[str, dict[str, str]])
             for proc_name, url in running.urls.items():
                 _say(f"{pattern.id}/{proc_name}: {url}  (docs: {url}/docs)")
             _say(
-                f"from another terminal: make status|stop|start|kill PATTERN={pattern.id} PROCESS=..."
+                f"from another terminal: make status|stop|start|kill PATTERN={pattern.id} "
+                "PROCESS=..."
             )
             _say("Ctrl-C stops everything.")
             while True:
