@@ -17,7 +17,7 @@ CLUSTER ?=
 export BASE_IMAGE BUILD_FLAGS CLUSTER
 
 .DEFAULT_GOAL := help
-.PHONY: help setup models run status stop start kill test test-fast lint format bench loadtest build deploy undeploy verify clean
+.PHONY: help setup models run status stop start kill example docs test test-fast lint format bench loadtest build deploy undeploy verify clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ start: ## start a stopped process again: make start PATTERN=x PROCESS=y
 
 kill: ## SIGKILL one process (a crash; the runner restarts it): make kill PATTERN=x PROCESS=y
 	@$(PY) -m patterns.runner kill $(PATTERN) $(PROCESS)
+
+example: ## run a pattern's worked example, printing each command and its real output
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m patterns.example $(PATTERN)
+
+docs: ## regenerate the generated docs: every README's example blocks (slow: runs them all)
+	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
+	$(PY) -m patterns.example --write
 
 test: ## every test (real processes, Redis, MLflow)
 	$(PY) -m pytest

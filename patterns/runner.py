@@ -326,9 +326,9 @@ def run_dir_for(pattern_id: str) -> Path:
     return Path(base) / pattern_id
 
 
-def read_state(pattern_id: str) -> dict[str, object] | None:
-    """The state of a live supervised run of the pattern, or None."""
-    path = run_dir_for(pattern_id) / "state.json"
+def read_state(run_dir: Path) -> dict[str, object] | None:
+    """The state of the live supervised run kept in `run_dir`, or None."""
+    path = run_dir / "state.json"
     try:
         state: dict[str, object] = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -354,6 +354,7 @@ def start_pattern(
     log_dir: Path | None = None,
     foreground: bool = False,
     supervise: bool = False,
+    run_dir: Path | None = None,
     say: Callable[[str], None] | None = None,
     ready_timeout: float = 60.0,
     init_timeout: float = 180.0,
@@ -364,8 +365,8 @@ def start_pattern(
     another terminal (`status`, `stop`, `start`, `kill`)."""
     pattern = load(name)
     data_dir = data_dir or Path(os.environ.get("MLSP_DATA_DIR", ROOT / "data"))
-    run_dir = run_dir_for(pattern.id) if supervise else None
-    if run_dir is not None and (live := read_state(pattern.id)) is not None:
+    run_dir = (run_dir or run_dir_for(pattern.id)) if supervise else None
+    if run_dir is not None and (live := read_state(run_dir)) is not None:
         raise RunnerError(f"{pattern.id} is already running (runner pid {live['runner_pid']})")
     workdir = Path(tempfile.mkdtemp(prefix=f"mlsp-{pattern.id}-"))
     log_dir = log_dir or workdir
@@ -486,7 +487,7 @@ def run_foreground(name: str, port: int, process_env: dict[str, dict[str, str]])
 
 
 def _process_state(pattern_id: str) -> dict[str, dict[str, object]]:
-    state = read_state(pattern_id)
+    state = read_state(run_dir_for(pattern_id))
     if state is None:
         raise RunnerError(
             f"{pattern_id} is not running here (no live run in {run_dir_for(pattern_id)}): "
