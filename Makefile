@@ -17,7 +17,7 @@ CLUSTER ?=
 export BASE_IMAGE BUILD_FLAGS CLUSTER
 
 .DEFAULT_GOAL := help
-.PHONY: help setup models run status stop start kill example docs test test-fast lint format bench loadtest build deploy undeploy verify clean
+.PHONY: help setup models run status url stop start kill example docs test test-fast lint format bench loadtest build deploy undeploy verify clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: ## run a pattern, supervised: make run PATTERN=web_single [ENV="proc:NAME=V
 
 status: ## the processes of a running pattern: make status PATTERN=x
 	@$(PY) -m patterns.runner status $(PATTERN)
+
+url: ## the URL of one process of a running pattern, or of its Redis/MLflow: make url PATTERN=x PROCESS=redis
+	@$(PY) -m patterns.runner url $(PATTERN) $(PROCESS)
 
 stop: ## stop one process of a running pattern and keep it down: make stop PATTERN=x PROCESS=y
 	@$(PY) -m patterns.runner stop $(PATTERN) $(PROCESS)

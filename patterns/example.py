@@ -17,7 +17,7 @@ normalised. Never edit a block by hand: change the walkthrough, then `make docs`
 
 Commands are written with the URLs a reader uses (http://127.0.0.1:8000); when the examples
 run on other ports (the tests do), the commands are run with the real ports and the output is
-shown with the reader's again.
+shown with the reader's again; a path under `data/` likewise names the run's data folder.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ VOLATILE = [
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
 ]
 """Values that differ from run to run, replaced before a README block is compared."""
+DATA_PATH = re.compile(r"(?<![\w./~-])data/")
+"""A repository-relative path into the data folder, as a command names it (`data/models/...`)."""
 
 
 class ExampleFailed(AssertionError):
@@ -90,6 +92,9 @@ class Walkthrough:
     """Reader's `127.0.0.1:PORT` -> this run's."""
     run_env: Mapping[str, str]
     echo: Callable[[str], None] = print
+    data_dir: Path | None = None
+    """This run's data folder: a command's `data/...` path is run as `<data_dir>/...`, and the
+    folder is shown as `data` again (the tests run on a data folder of their own)."""
     blocks: dict[str, list[str]] = field(default_factory=dict)
     current: str = "worked"
 
@@ -110,11 +115,15 @@ class Walkthrough:
     def _to_run(self, command: str) -> str:
         for shown, real in self.port_map.items():
             command = command.replace(shown, real)
+        if self.data_dir is not None:
+            command = DATA_PATH.sub(lambda m: f"{self.data_dir}/", command)
         return command
 
     def _to_show(self, output: str) -> str:
         for shown, real in self.port_map.items():
             output = output.replace(real, shown)
+        if self.data_dir is not None:
+            output = output.replace(f"{self.data_dir}/", "data/")
         return output
 
     def _exec(self, command: str, timeout: float) -> tuple[int, str]:
@@ -219,7 +228,8 @@ def walkthrough(
             run_dir=run_base / pattern.id,
             say=lambda message: None,
         ) as running:
-            w = Walkthrough(running, port_map, env, echo)
+            data = data_dir or Path(os.environ.get("MLSP_DATA_DIR", ROOT / "data"))
+            w = Walkthrough(running, port_map, env, echo, data_dir=data.resolve())
             w.note(f"in another terminal: {run_command(pattern.id, example.process_env)}")
             yield w
 

@@ -4,6 +4,7 @@ them running the way Kubernetes would (patterns/supervisor.py).
     python -m patterns.runner run web_single        # foreground; Ctrl-C stops everything
     python -m patterns.runner run sync_async --env worker:MLSP_SIMULATED_LATENCY_MS=2000
     python -m patterns.runner status async          # from another terminal: each process
+    python -m patterns.runner url async redis       # a process's URL, Redis's or MLflow's too
     python -m patterns.runner kill async worker     # SIGKILL (a crash): restarted with backoff
     python -m patterns.runner stop async worker     # held down (scaled to 0) until `start`
     python -m patterns.runner list                  # every pattern and its processes
@@ -501,12 +502,21 @@ def status(pattern_id: str) -> int:
     for proc_name, p in _process_state(pattern_id).items():
         url = p.get("url")
         ready = ""
-        if url and p["state"] == "running":
+        if str(url).startswith("http") and p["state"] == "running":  # not redis://
             ready = "ready" if answers(f"{url}/readyz") else "not ready"
         last = f"last exit: {p['last_exit']}" if p.get("last_exit") else ""
         cells = [f"{proc_name:12}", f"{p['state']:9}", f"restarts={p['restarts']}"]
         cells += [c for c in (str(url or ""), ready, last) if c]
         print("  ".join(cells))
+    return 0
+
+
+def print_url(pattern_id: str, process: str) -> int:
+    """Print one process's URL, a dependency's too: `redis-cli -u "$(make url ... redis)"`."""
+    procs = _process_state(pattern_id)
+    if not procs.get(process, {}).get("url"):
+        raise RunnerError(f"{pattern_id} has no process {process!r} with a URL: {', '.join(procs)}")
+    print(procs[process]["url"])
     return 0
 
 
@@ -558,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="the processes of a running pattern")
     st.add_argument("pattern")
     for verb, what in [
+        ("url", "print the URL of a process or a dependency (redis, mlflow)"),
         ("stop", "stop a process and keep it down"),
         ("start", "start a stopped process"),
         ("kill", "SIGKILL a process (a crash); the runner restarts it"),
@@ -578,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_foreground(args.pattern, args.port, parse_env(args.env))
         elif args.command == "status":
             return status(load(args.pattern).id)
+        elif args.command == "url":
+            return print_url(load(args.pattern).id, args.process)
         else:
             return control(args.command, load(args.pattern).id, args.process)
     except RunnerError as exc:
