@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patterns import runner
+from patterns.supervisor import Stack
 from serving.registry import fetch
 from training.steps import git_sha
 
@@ -191,7 +192,7 @@ def _build(
 @contextlib.contextmanager
 def registry_url(data_dir: Path) -> Iterator[str]:
     """MLFLOW_TRACKING_URI if it answers, else a local server over data/mlflow."""
-    stack = runner.Stack(Path(tempfile.mkdtemp(prefix="mlsp-build-")))
+    stack = Stack(Path(tempfile.mkdtemp(prefix="mlsp-build-")))
     try:
         yield runner.ensure_mlflow(stack, data_dir)
     finally:
