@@ -84,7 +84,7 @@ async def enqueue_and_wait(url: str, n: int) -> tuple[float, float]:
     """(seconds from first enqueue to last result, seconds to enqueue all)."""
     client = connect(url, max_connections=64)
     q = JobQueue(client, "asynchronous", QueueSettings(max_queue=10 * n))
-    payload = {"kind": "instances", "input": BODY}
+    payload: dict[str, bytes | str] = {"kind": "instances", "input": BODY}
     started = time.perf_counter()
     for lo in range(0, n, 256):
         await asyncio.gather(*(q.submit(payload) for _ in range(min(256, n - lo))))

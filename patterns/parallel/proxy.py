@@ -82,7 +82,7 @@ def aggregate(answered: list[Outcome], n_rows: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n_rows):
         scores = {name: values[i] for name, values in per_backend.items()}
-        out.append({"label": max(scores, key=scores.__getitem__), "scores": scores})
+        out.append({"label": max(scores.items(), key=lambda kv: kv[1])[0], "scores": scores})
     return out
 
 

@@ -26,7 +26,7 @@ class PrepPredUser(FastHttpUser):
     def post_image(self, data: bytes, content_type: str, name: str) -> None:
         with self.client.post(
             "/predict/image",
-            data=data,
+            data=data,  # type: ignore[arg-type]  # locust sends bytes as they are
             headers={"Content-Type": content_type},
             name=name,
             catch_response=True,
@@ -50,7 +50,7 @@ class PrepPredUser(FastHttpUser):
         data, content_type = random.choice(NOT_IMAGES)
         with self.client.post(
             "/predict/image",
-            data=data,
+            data=data,  # type: ignore[arg-type]  # locust sends bytes as they are
             headers={"Content-Type": content_type},
             name="/predict/image not-an-image",
             catch_response=True,

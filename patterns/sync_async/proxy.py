@@ -68,7 +68,7 @@ def build(settings: ProxySettings) -> FastAPI:
             log.warning("fast model failed", extra={"status": resp.status})
             return None
         try:
-            body = orjson.loads(resp.body)
+            body: dict[str, Any] = orjson.loads(resp.body)
         except orjson.JSONDecodeError:
             log.warning("fast model answered something else than JSON")
             return None
