@@ -31,9 +31,9 @@ class AsyncUser(FastHttpUser):
     def submit_image(self) -> None:
         with self.client.post(
             "/jobs",
-            data=digit_png(),
+            data=digit_png(),  # type: ignore[arg-type]  # locust sends bytes as they are
             headers={"Content-Type": "image/png"},
-            catch_response=True,  # type: ignore[arg-type]  # locust sends bytes as they are
+            catch_response=True,
         ) as resp:
             expect(resp, 202)
 

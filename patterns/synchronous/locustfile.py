@@ -21,9 +21,9 @@ class LineUser(FastHttpUser):
         headers = {"Content-Type": "image/png", **deadline_header(5.0)}
         with self.client.post(
             "/predict/image",
-            data=digit_png(),
+            data=digit_png(),  # type: ignore[arg-type]  # locust sends bytes as they are
             headers=headers,
-            catch_response=True,  # type: ignore[arg-type]  # locust sends bytes as they are
+            catch_response=True,
         ) as resp:
             expect(resp, 200, 503)
 
