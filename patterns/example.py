@@ -53,8 +53,9 @@ VOLATILE = [
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
 ]
 """Values that differ from run to run, replaced before a README block is compared."""
-DATA_PATH = re.compile(r"(?<![\w./~-])data/")
-"""A repository-relative path into the data folder, as a command names it (`data/models/...`)."""
+DATA_PATH = re.compile(r"(?<![\w./~-])data/|(?<=sqlite:///)data/")
+"""A repository-relative path into the data folder, as a command names it (`data/models/...`,
+`sqlite:///data/x.db`)."""
 
 
 class ExampleFailed(AssertionError):
@@ -97,6 +98,9 @@ class Walkthrough:
     folder is shown as `data` again (the tests run on a data folder of their own)."""
     blocks: dict[str, list[str]] = field(default_factory=dict)
     current: str = "worked"
+    shell: dict[str, str] = field(default_factory=dict)
+    """Shell variables earlier steps assigned (`sh(..., keep="JOB")`), set for every later step
+    as the reader's one terminal would keep them (each step runs in a bash of its own)."""
 
     def section(self, name: str) -> None:
         """Following steps print into the README block `name` (worked, failure, ...)."""
@@ -126,18 +130,26 @@ class Walkthrough:
             output = output.replace(f"{self.data_dir}/", "data/")
         return output
 
-    def _exec(self, command: str, timeout: float) -> tuple[int, str]:
-        try:
-            done = subprocess.run(
-                ["bash", "-o", "pipefail", "-c", self._to_run(command)],
-                cwd=ROOT,
-                env={**os.environ, **self.run_env},
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ExampleFailed(f"`{command}` took more than {timeout:.0f} s") from exc
+    def _exec(self, command: str, timeout: float, keep: str | None = None) -> tuple[int, str]:
+        script = self._to_run(command)
+        with tempfile.NamedTemporaryFile("r", prefix="mlsp-keep-") as kept:
+            if keep is not None:
+                if not keep.isidentifier():
+                    raise ValueError(f"keep={keep!r} is not a shell variable name")
+                script += f'\n__rc=$?; printf %s "${keep}" >{kept.name}; exit $__rc'
+            try:
+                done = subprocess.run(
+                    ["bash", "-o", "pipefail", "-c", script],
+                    cwd=ROOT,
+                    env={**os.environ, **self.run_env, **self.shell},
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise ExampleFailed(f"`{command}` took more than {timeout:.0f} s") from exc
+            if keep is not None:
+                self.shell[keep] = kept.read()
         return done.returncode, self._to_show(done.stdout + done.stderr)
 
     def sh(
@@ -147,9 +159,11 @@ class Walkthrough:
         expect: Expect | None = None,
         code: int = 0,
         timeout: float = STEP_TIMEOUT,
+        keep: str | None = None,
     ) -> str:
-        """Run `command` with bash as written; print it and its output; check both."""
-        status, output = self._exec(command, timeout)
+        """Run `command` with bash as written; print it and its output; check both. `keep`:
+        the shell variable the command assigns (`JOB=$(curl ...)`), kept for later steps."""
+        status, output = self._exec(command, timeout, keep)
         self._put(f"$ {command}")
         if output.strip():
             self._put(output.rstrip("\n"))

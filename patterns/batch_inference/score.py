@@ -128,7 +128,12 @@ def run(s: ScoreSettings) -> dict[str, int]:
             stats["errors"] += errors
             log.info(
                 "chunk committed",
-                extra={"model_version": version, "rows": len(rows), "errors": errors, **stats},
+                extra={
+                    "model_version": version,
+                    "rows": len(rows),
+                    "chunk_errors": errors,
+                    **stats,  # scored and errors so far
+                },
             )
             if s.chunk_pause_ms:
                 time.sleep(s.chunk_pause_ms / 1000)
