@@ -44,9 +44,8 @@ def test_readme_blocks_are_what_the_walkthrough_prints(data_dir: Path, pattern_i
         )
 
 
-def test_every_pattern_has_a_walkthrough_with_worked_and_failure_blocks() -> None:
-    for pattern_id in runner.pattern_ids():
-        assert pattern_id in example.example_ids(), f"{pattern_id} has no example.py"
+def test_every_walkthrough_has_worked_and_failure_blocks() -> None:
+    for pattern_id in example.example_ids():
         assert {"worked", "failure"} <= set(readme_blocks(pattern_id)), pattern_id
 
 
