@@ -1,4 +1,4 @@
-"""Locust users shared by the patterns that serve iris behind the §0 API.
+"""Locust users shared by the patterns that serve iris behind the shared API.
 
 A pattern's locustfile subclasses `IrisUser` (and may add tasks): varied iris rows, batches of
 1-32, some Open Inference Protocol v2 calls and some bad input that must be a 422; a proxy

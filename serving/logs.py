@@ -1,4 +1,4 @@
-"""JSON-lines logging on stdout: one object per line, with the fields PATTERNS.md requires.
+"""JSON-lines logging on stdout: one object per line, with the fields docs/catalogue.md lists.
 
 `ts`, `level`, `service`, `pattern`, `event` always; `request_id`, model version, `latency_ms`,
 `status` when known (pass them as `extra={...}`). The formatter is hand-written on orjson

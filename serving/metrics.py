@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every service (names from PATTERNS.md's cross-cutting section).
+"""Prometheus metrics shared by every service (names from docs/catalogue.md).
 
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR to an emptyDir and /metrics
 aggregates every process (prometheus-client's multiprocess mode).

@@ -1,4 +1,4 @@
-"""Request and response schemas of the §0 API, with their limits.
+"""Request and response schemas of the shared API (docs/catalogue.md), with their limits.
 
 Requests are validated from raw bytes by pydantic-core (`validate_json`): one pass, no
 intermediate dict, strict types (a string is never coerced to a number) and finite floats only.

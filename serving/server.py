@@ -98,7 +98,7 @@ def serve_pattern(pattern: str, settings_type: type[S], build: Callable[[S], Fas
 
 
 def serve_model(pattern: str) -> int:
-    """Entry point of a single-model server: the §0 API for the model in MLSP_MODEL_DIR.
+    """Entry point of a single-model server: the shared API for the model in MLSP_MODEL_DIR.
     `pattern` is the default of MLSP_PATTERN (the pattern named in logs)."""
     from serving.app import create_app
     from serving.settings import get_settings

@@ -316,7 +316,7 @@ def proxy_app(
 
     The routes sit behind the same middleware as every server (request id, deadline and
     overload admission, metrics, access log); the body is read with the size limit first.
-    `content`: the OpenAPI request body by media type (default: the §0 rows schema).
+    `content`: the OpenAPI request body by media type (default: the shared API's rows schema).
     """
     from serving.app import ERRORS, JSON, create_app, read_body
     from serving.schemas import PredictRequest

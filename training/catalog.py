@@ -1,4 +1,4 @@
-"""Every model the project trains (PATTERNS.md §0), from the datasets scikit-learn ships."""
+"""Every model the project trains (docs/catalogue.md), from the datasets scikit-learn ships."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The §0 API and OIP v2 through the app factory (in-process, both hot-path modes)."""
+"""The shared API and OIP v2 through the app factory (in-process, both hot-path modes)."""
 
 from __future__ import annotations
 
