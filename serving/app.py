@@ -1,4 +1,4 @@
-"""The FastAPI app factory: the shared API (docs/catalogue.md) on top of the model contract, plus OIP v2.
+"""The FastAPI app factory: the shared API (docs/catalogue.md) on the model contract, and OIP v2.
 
 Routes: POST /predict, POST /predict/image (image models), GET /metadata, /livez, /readyz,
 /metrics, and the Open Inference Protocol v2 REST routes (serving/oip.py). Every error leaves as

@@ -1,6 +1,7 @@
 """HTTP client helpers for calls between services: timeouts always, retries only when safe.
 
-Defaults follow the shared API conventions (docs/catalogue.md): 0.5 s to connect, 2 s to read. `request` propagates the request id
+Defaults follow the shared API conventions (docs/catalogue.md): 0.5 s to connect, 2 s to
+read. `request` propagates the request id
 and, for idempotent methods only, retries connection failures with exponential backoff and full
 jitter, a bounded number of times.
 """

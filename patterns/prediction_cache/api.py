@@ -1,6 +1,7 @@
 """prediction_cache: skip the model call when the same input comes back (Redis in front).
 
-POST /predict (rows) and POST /predict/image are the shared API (docs/catalogue.md) of the model in MLSP_MODEL_DIR,
+POST /predict (rows) and POST /predict/image are the shared API (docs/catalogue.md) of the
+model in MLSP_MODEL_DIR,
 with a cache in front (serving/cache.py):
 
 - key `mlsp:prediction_cache:{model}:{version}:{sha256(canonical input)}`: float32

@@ -1,6 +1,6 @@
 """web_single: one model behind one web API, the quickest way to serve it.
 
-The baseline every other pattern reuses: `serving.create_app` gives the shared API (docs/catalogue.md)
+The baseline every other pattern reuses: `serving.create_app` gives the shared API
 (/predict, /metadata, health, metrics) and Open Inference Protocol v2 for the model in
 MLSP_MODEL_DIR (iris-svc by default). Trade-off: simplest to run and reason about, but the
 model and the API scale together. Manifest: manifests/patterns/web_single/.
