@@ -17,7 +17,8 @@ normalised. Never edit a block by hand: change the walkthrough, then `make docs`
 
 Commands are written with the URLs a reader uses (http://127.0.0.1:8000); when the examples
 run on other ports (the tests do), the commands are run with the real ports and the output is
-shown with the reader's again; a path under `data/` likewise names the run's data folder.
+shown with the reader's again; a path under `data/` likewise names the run's data folder, and
+MLSP_PORT (a server's default, 8000) is the first process's port.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ STEP_TIMEOUT = 60.0
 Expect = str | re.Pattern[str] | Callable[[str], bool]
 """What a step's output must show: a substring, a regex (searched), or a predicate."""
 
-VOLATILE = [
+NUMBER = re.compile(r"-?\d+(\.\d+)?(e[+-]?\d+)?")
+Replacement = str | Callable[[re.Match[str]], str]
+
+
+def _numbers_masked(match: re.Match[str]) -> str:
+    return NUMBER.sub("<p>", match.group(0))
+
+
+VOLATILE: list[tuple[re.Pattern[str], Replacement]] = [
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?"), "<time>"),
     (re.compile(r"(?im)^(date|x-request-id|content-length):.*$"), r"\1: <volatile>"),
@@ -51,6 +60,10 @@ VOLATILE = [
     (re.compile(r"(redis|postgresql|http)://(\w+@)?127\.0\.0\.1:(?!80\d\d\b)\d+"), r"\1://<dep>"),
     (re.compile(r'("?\w*(?:_ms|latency\w*|_seconds|_at|elapsed)"?\s*[:=]\s*)[\d.e+-]+'), r"\1<n>"),
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
+    # A model trained again (make models, the tests' data folder) is not bit-identical:
+    # probabilities and confidences move in the 4th digit; labels and classes do not.
+    (re.compile(r'"probabilities"\s*:\s*\{[^{}]*\}'), _numbers_masked),
+    (re.compile(r'("?(?:confidence|probability|score)"?\s*[:=]\s*)[\d.e+-]+'), r"\1<p>"),
 ]
 """Values that differ from run to run, replaced before a README block is compared."""
 DATA_PATH = re.compile(r"(?<![\w./~-])data/|(?<=sqlite:///)data/")
@@ -62,7 +75,7 @@ class ExampleFailed(AssertionError):
     """A step did not show what it must."""
 
 
-def normalise(text: str, extra: list[tuple[re.Pattern[str], str]] | None = None) -> str:
+def normalise(text: str, extra: list[tuple[re.Pattern[str], Replacement]] | None = None) -> str:
     for pattern, replacement in [*(extra or []), *VOLATILE]:
         text = pattern.sub(replacement, text)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
@@ -82,6 +95,16 @@ def _matches(expect: Expect, output: str) -> bool:
     if isinstance(expect, re.Pattern):
         return expect.search(output) is not None
     return expect(output)
+
+
+# Set by an outer make (`make test`, `make docs`): a `make` inside a step would then print
+# "make[1]: Entering directory ..." into the output, which a reader's shell never shows.
+MAKE_VARIABLES = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+
+
+def reader_environ() -> dict[str, str]:
+    """The environment of a reader's shell: this process's, without an outer make's."""
+    return {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
 
 
 @dataclass
@@ -141,7 +164,7 @@ class Walkthrough:
                 done = subprocess.run(
                     ["bash", "-o", "pipefail", "-c", script],
                     cwd=ROOT,
-                    env={**os.environ, **self.run_env, **self.shell},
+                    env={**reader_environ(), **self.run_env, **self.shell},
                     capture_output=True,
                     text=True,
                     timeout=timeout,
@@ -194,7 +217,7 @@ class Example:
     walk: Callable[[Walkthrough], None]
     process_env: Mapping[str, Mapping[str, str]]
     """Per-process knobs, as `make run ... ENV="proc:NAME=VALUE"` (shown in the block)."""
-    volatile: list[tuple[re.Pattern[str], str]]
+    volatile: list[tuple[re.Pattern[str], Replacement]]
 
 
 def example_ids() -> list[str]:
@@ -230,7 +253,9 @@ def walkthrough(
     port_map = {f"127.0.0.1:{README_PORT + i}": f"127.0.0.1:{port + i}" for i in range(len(names))}
     with tempfile.TemporaryDirectory(prefix="mlsp-example-") as tmp:
         run_base = Path(tmp) / "run"
-        env = {"MLSP_RUN_DIR": str(run_base)}
+        # A server started by hand binds the first process's port by default, as the
+        # reader's would (8000) once that process is stopped.
+        env = {"MLSP_RUN_DIR": str(run_base), "MLSP_PORT": str(port)}
         if data_dir is not None:
             env["MLSP_DATA_DIR"] = str(data_dir)
         with start_pattern(

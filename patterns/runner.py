@@ -236,8 +236,12 @@ def _wait_exit(proc: subprocess.Popen[bytes], what: str, timeout: float, log: Pa
         code = None
     if code == 0:
         return
-    state = "still running" if code is None else f"exited with {describe_exit(code)}"
-    raise RunnerError(f"init process {what} {state} after {timeout:.0f} s\n{_tail(log)}")
+    state = (
+        f"still running after {timeout:.0f} s"
+        if code is None
+        else f"exited with {describe_exit(code)}"
+    )
+    raise RunnerError(f"init process {what} {state}\n{_tail(log)}")
 
 
 @dataclass

@@ -56,6 +56,12 @@ def test_normalise_hides_ids_timings_and_dependency_ports_only() -> None:
     assert normalise("redis://127.0.0.1:41234/0") == normalise("redis://127.0.0.1:35555/0")
     assert normalise("http://127.0.0.1:8001") != normalise("http://127.0.0.1:8002")
     assert normalise('"label":"setosa"') != normalise('"label":"virginica"')
+    # a model trained again moves probabilities in the 4th digit, never its labels
+    a = '{"label":"1","class_id":1,"probabilities":{"0":0.0058793663,"1":7.1e-1}}'
+    b = '{"label":"1","class_id":1,"probabilities":{"0":0.005875461,"1":0.7193502}}'
+    assert normalise(a) == normalise(b)
+    assert normalise(a) != normalise(a.replace('"label":"1"', '"label":"7"'))
+    assert normalise('"confidence": 0.8983') == normalise('"confidence": 0.8984')
 
 
 CURL_SHORTHAND = re.compile(r"curl\b[^\n]*?\s:\d{2,5}\b|curl\b[^\n]*?\slocalhost:\d")

@@ -165,7 +165,7 @@ def test_a_failing_init_process_stops_the_pattern(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.url)
     with (
-        pytest.raises(RunnerError, match="model-loader exited with code 1"),
+        pytest.raises(RunnerError, match="model-loader exited with exit code 1"),
         start_pattern(
             "model_load",
             data_dir=tmp_path,

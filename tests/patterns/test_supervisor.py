@@ -108,7 +108,11 @@ def test_stop_holds_a_process_down_until_start(data_dir: Path, tmp_path: Path) -
 def test_a_job_that_completes_stops_nothing(data_dir: Path, tmp_path: Path) -> None:
     with make_run(data_dir, tmp_path, "sync") as (proc, env, base, log):
         server = f"http://127.0.0.1:{base}"
-        wait_for("client completed", lambda: "completed" in cli(env, "status", "synchronous"))
+        # status answers once the run is up (before that it says: not running here)
+        wait_for(
+            "client completed",
+            lambda: "completed" in cli(env, "status", "synchronous", check=False),
+        )
         assert proc.poll() is None, log.read_text()
         assert ready(server)
         assert "client completed (exit code 0)" in log.read_text()
