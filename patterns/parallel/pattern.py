@@ -2,13 +2,22 @@
 
 import json
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 BACKENDS = json.dumps(
     [
         {"name": c, "url": "{url:" + c + "}", "timeout": 0.5}
         for c in ("setosa", "versicolor", "virginica")
     ]
+)
+
+# One iris of each class; each one-vs-rest model gives its own class the highest probability.
+SMOKE_ROWS = json.dumps(
+    {
+        "instances": [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]],
+        "labels": ["setosa", "versicolor", "virginica"],
+    }
 )
 
 PATTERN = Pattern(
@@ -48,4 +57,5 @@ PATTERN = Pattern(
     ),
     models=("iris-ovr-setosa", "iris-ovr-versicolor", "iris-ovr-virginica"),
     entry="proxy",
+    smoke=Smoke(calls=(smoke.predict(SMOKE_ROWS),)),
 )
