@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,21 +168,44 @@ def cronjob_errors(doc: Doc) -> list[str]:
     return errors
 
 
-def semantic_errors(docs: list[Doc]) -> list[str]:
-    errors: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    configmaps = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
-    secrets = {
-        d["metadata"]["name"]: set(d.get("data") or {}) | set(d.get("stringData") or {})
-        for d in docs
-        if d["kind"] == "Secret"
-    }
-    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
-    pvcs = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    workloads = [d for d in docs if d["kind"] in POD_OWNERS]
-    by_kind = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    selectors: dict[tuple[tuple[str, str], ...], str] = {}
+@dataclass(frozen=True)
+class Rendered:
+    """What the reference checks look things up in: the rendered objects by kind and name."""
 
+    configmaps: set[str]
+    secrets: dict[str, set[str]]
+    """Secret name -> its keys"""
+    services: dict[str, Doc]
+    pvcs: set[str]
+    workloads: list[Doc]
+    objects: set[tuple[str, str]]
+    """(kind, name) of every object"""
+
+    @classmethod
+    def of(cls, docs: list[Doc]) -> Rendered:
+        def named(kind: str) -> list[Doc]:
+            return [d for d in docs if d["kind"] == kind]
+
+        return cls(
+            configmaps={d["metadata"]["name"] for d in named("ConfigMap")},
+            secrets={
+                d["metadata"]["name"]: set(d.get("data") or {}) | set(d.get("stringData") or {})
+                for d in named("Secret")
+            },
+            services={d["metadata"]["name"]: d for d in named("Service")},
+            pvcs={d["metadata"]["name"] for d in named("PersistentVolumeClaim")},
+            workloads=[d for d in docs if d["kind"] in POD_OWNERS],
+            objects={(d["kind"], d["metadata"]["name"]) for d in docs},
+        )
+
+    def pods_matching(self, selector: dict[str, str]) -> list[Doc]:
+        return [w for w in self.workloads if matches(selector, pod_spec(w)[0])]
+
+
+def identity_errors(docs: list[Doc]) -> list[str]:
+    """Unique (kind, name), an allowed apiVersion, a valid name, the project's namespace."""
+    errors = []
+    seen: set[tuple[str, str]] = set()
     for doc in docs:
         meta = doc.get("metadata") or {}
         name = meta.get("name", "")
@@ -191,128 +215,329 @@ def semantic_errors(docs: list[Doc]) -> list[str]:
         seen.add(key)
         if doc.get("apiVersion") not in ALLOWED_API:
             errors.append(f"{name_of(doc)}: apiVersion {doc.get('apiVersion')} is not allowed")
+        # a Service's name is a DNS label that must start with a letter (RFC 1035)
         pattern, limit = (DNS1035, 63) if doc["kind"] == "Service" else (DNS1123, 253)
         if not pattern.match(name) or len(name) > limit:
             errors.append(f"{name_of(doc)}: invalid name {name!r}")
         if doc["kind"] != "Namespace" and meta.get("namespace") != NAMESPACE:
             errors.append(f"{name_of(doc)}: namespace {meta.get('namespace')!r}, not {NAMESPACE}")
+    return errors
 
-    for doc in workloads:
-        labels, pod = pod_spec(doc)
-        if doc["kind"] in LONG_RUNNING:
-            sel = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            if not matches(sel, labels):
-                errors.append(f"{name_of(doc)}: selector {sel} does not match labels {labels}")
-            frozen = tuple(sorted(sel.items()))
-            if frozen in selectors:
-                errors.append(f"{name_of(doc)}: selector {sel} also used by {selectors[frozen]}")
-            selectors[frozen] = name_of(doc)
-        if doc["kind"] in {"Job", "CronJob"} and pod.get("restartPolicy") not in (
-            "Never",
-            "OnFailure",
-        ):
-            errors.append(f"{name_of(doc)}: a Job's restartPolicy must be Never or OnFailure")
-        if doc["kind"] == "StatefulSet":
-            errors += statefulset_errors(doc, services)
-        if doc["kind"] == "CronJob":
-            errors += cronjob_errors(doc)
-        names = [c.get("name") for _, c in containers(pod)]
-        if len(names) != len(set(names)):
-            errors.append(f"{name_of(doc)}: duplicate container names {names}")
-        volumes = {v.get("name"): v for v in pod.get("volumes") or []}
-        for claim in (doc.get("spec") or {}).get("volumeClaimTemplates") or []:
-            volumes[(claim.get("metadata") or {}).get("name")] = {"claimTemplate": claim}
-        for _, c in containers(pod):
-            ports = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
-                if isinstance(port, str) and port not in ports:
-                    errors.append(f"{name_of(doc)}: {c['name']}.{probe} port {port!r} unknown")
-            defined: set[str] = set()
-            for env in c.get("env") or []:
-                ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
-                if ref and not ref.get("optional") and ref.get("name") not in configmaps:
-                    errors.append(f"{name_of(doc)}: ConfigMap {ref.get('name')!r} not rendered")
-                sref = (env.get("valueFrom") or {}).get("secretKeyRef")
-                if sref and not sref.get("optional"):
-                    if sref.get("name") not in secrets:
-                        errors.append(f"{name_of(doc)}: Secret {sref.get('name')!r} not rendered")
-                    elif sref.get("key") not in secrets[sref["name"]]:
-                        key = sref.get("key")
-                        errors.append(f"{name_of(doc)}: Secret {sref['name']!r} has no key {key!r}")
-                # $(NAME) expands only names defined earlier in the list; else it stays literal
-                for used in DEPENDENT_ENV.findall(str(env.get("value", ""))):
-                    if used not in defined:
-                        errors.append(
-                            f"{name_of(doc)}: {c['name']} env {env.get('name')} uses $({used}) "
-                            "before it is defined (Kubernetes would leave it unexpanded)"
-                        )
-                defined.add(env.get("name", ""))
-            for mount in c.get("volumeMounts") or []:
-                if mount.get("name") not in volumes:
-                    errors.append(f"{name_of(doc)}: {c['name']} mounts unknown volume {mount}")
-        for vol in volumes.values():
-            cm = (vol.get("configMap") or {}).get("name")
-            if cm and cm not in configmaps:
-                errors.append(f"{name_of(doc)}: ConfigMap volume {cm!r} not rendered")
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            if claim and claim not in pvcs:
-                errors.append(f"{name_of(doc)}: PVC {claim!r} not rendered")
-            secret = (vol.get("secret") or {}).get("secretName")
-            if secret and secret not in secrets:
-                errors.append(f"{name_of(doc)}: Secret volume {secret!r} not rendered")
 
-    for doc in docs:
-        spec = doc.get("spec") or {}
-        if doc["kind"] == "Service":
-            hits = [w for w in workloads if matches(spec.get("selector") or {}, pod_spec(w)[0])]
-            if not hits:
-                errors.append(f"{name_of(doc)}: selector {spec.get('selector')} matches no pods")
-            for port in spec.get("ports") or []:
-                target = port.get("targetPort", port.get("port"))
-                cports = [
-                    cp
-                    for w in hits
-                    for c in pod_spec(w)[1].get("containers") or []
-                    for cp in c.get("ports") or []
-                ]
-                match = [cp for cp in cports if target in (cp.get("name"), cp.get("containerPort"))]
-                if not match:
-                    errors.append(f"{name_of(doc)}: targetPort {target!r} is no container port")
-                elif any(cp["containerPort"] != port.get("port") for cp in match):
-                    errors.append(
-                        f"{name_of(doc)}: port {port.get('port')} != containerPort "
-                        f"{match[0]['containerPort']} (kube play and this project need them equal)"
-                    )
-        if doc["kind"] == "PodDisruptionBudget":
-            sel = (spec.get("selector") or {}).get("matchLabels") or {}
-            if not any(matches(sel, pod_spec(w)[0]) for w in workloads):
-                errors.append(f"{name_of(doc)}: selector {sel} matches no pods")
-        if doc["kind"] == "NetworkPolicy":
-            sel = (spec.get("podSelector") or {}).get("matchLabels") or {}
-            if sel and not any(matches(sel, pod_spec(w)[0]) for w in workloads):
-                errors.append(f"{name_of(doc)}: podSelector {sel} matches no pods")
-        if doc["kind"] == "HorizontalPodAutoscaler":
-            ref = spec.get("scaleTargetRef") or {}
-            if (ref.get("kind"), ref.get("name")) not in by_kind:
-                errors.append(f"{name_of(doc)}: scaleTargetRef {ref} not rendered")
+def selector_errors(
+    doc: Doc, labels: dict[str, str], selectors: dict[tuple[tuple[str, str], ...], str]
+) -> list[str]:
+    """A long-running workload's selector matches its own pods and no other workload's
+    selector is the same (`selectors`: the ones seen so far, updated)."""
+    errors = []
+    sel = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not matches(sel, labels):
+        errors.append(f"{name_of(doc)}: selector {sel} does not match labels {labels}")
+    frozen = tuple(sorted(sel.items()))
+    if frozen in selectors:
+        errors.append(f"{name_of(doc)}: selector {sel} also used by {selectors[frozen]}")
+    selectors[frozen] = name_of(doc)
+    return errors
+
+
+def probe_port_errors(doc: Doc, c: dict[str, Any]) -> list[str]:
+    """A probe's named port is one of the container's ports."""
+    ports = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
+    errors = []
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
+        if isinstance(port, str) and port not in ports:
+            errors.append(f"{name_of(doc)}: {c['name']}.{probe} port {port!r} unknown")
+    return errors
+
+
+def env_ref_errors(doc: Doc, env: dict[str, Any], rendered: Rendered) -> list[str]:
+    """A required configMapKeyRef or secretKeyRef names a rendered object (and key)."""
+    errors = []
+    source = env.get("valueFrom") or {}
+    ref = source.get("configMapKeyRef")
+    if ref and not ref.get("optional") and ref.get("name") not in rendered.configmaps:
+        errors.append(f"{name_of(doc)}: ConfigMap {ref.get('name')!r} not rendered")
+    sref = source.get("secretKeyRef")
+    if sref and not sref.get("optional"):
+        if sref.get("name") not in rendered.secrets:
+            errors.append(f"{name_of(doc)}: Secret {sref.get('name')!r} not rendered")
+        elif sref.get("key") not in rendered.secrets[sref["name"]]:
+            key = sref.get("key")
+            errors.append(f"{name_of(doc)}: Secret {sref['name']!r} has no key {key!r}")
+    return errors
+
+
+def env_errors(doc: Doc, c: dict[str, Any], rendered: Rendered) -> list[str]:
+    errors = []
+    defined: set[str] = set()
+    for env in c.get("env") or []:
+        errors += env_ref_errors(doc, env, rendered)
+        # $(NAME) expands only names defined earlier in the list; else it stays literal
+        for used in DEPENDENT_ENV.findall(str(env.get("value", ""))):
+            if used not in defined:
+                errors.append(
+                    f"{name_of(doc)}: {c['name']} env {env.get('name')} uses $({used}) "
+                    "before it is defined (Kubernetes would leave it unexpanded)"
+                )
+        defined.add(env.get("name", ""))
+    return errors
+
+
+def pod_volumes(doc: Doc, pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod's volumes by name, a StatefulSet's claim templates included."""
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    for claim in (doc.get("spec") or {}).get("volumeClaimTemplates") or []:
+        volumes[(claim.get("metadata") or {}).get("name")] = {"claimTemplate": claim}
+    return volumes
+
+
+# (volume source, its field naming the object, the object in messages, where to find it)
+VOLUME_REFS: tuple[tuple[str, str, str, Callable[[Rendered], Collection[str]]], ...] = (
+    ("configMap", "name", "ConfigMap volume", lambda r: r.configmaps),
+    ("persistentVolumeClaim", "claimName", "PVC", lambda r: r.pvcs),
+    ("secret", "secretName", "Secret volume", lambda r: r.secrets),
+)
+
+
+def volume_errors(doc: Doc, volumes: dict[str, Any], rendered: Rendered) -> list[str]:
+    """Every ConfigMap, PVC and Secret a volume names is rendered."""
+    errors = []
+    for vol in volumes.values():
+        for source, field, what, known in VOLUME_REFS:
+            name = (vol.get(source) or {}).get(field)
+            if name and name not in known(rendered):
+                errors.append(f"{name_of(doc)}: {what} {name!r} not rendered")
+    return errors
+
+
+def container_errors(
+    doc: Doc, c: dict[str, Any], volumes: dict[str, Any], rendered: Rendered
+) -> list[str]:
+    errors = probe_port_errors(doc, c) + env_errors(doc, c, rendered)
+    for mount in c.get("volumeMounts") or []:
+        if mount.get("name") not in volumes:
+            errors.append(f"{name_of(doc)}: {c['name']} mounts unknown volume {mount}")
+    return errors
+
+
+def workload_errors(
+    doc: Doc, rendered: Rendered, selectors: dict[tuple[tuple[str, str], ...], str]
+) -> list[str]:
+    """Selectors, restart policy, the StatefulSet and CronJob rules, container names, and the
+    references of every container and volume of one workload."""
+    errors = []
+    labels, pod = pod_spec(doc)
+    if doc["kind"] in LONG_RUNNING:
+        errors += selector_errors(doc, labels, selectors)
+    if doc["kind"] in {"Job", "CronJob"} and pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        errors.append(f"{name_of(doc)}: a Job's restartPolicy must be Never or OnFailure")
+    if doc["kind"] == "StatefulSet":
+        errors += statefulset_errors(doc, rendered.services)
+    if doc["kind"] == "CronJob":
+        errors += cronjob_errors(doc)
+    names = [c.get("name") for _, c in containers(pod)]
+    if len(names) != len(set(names)):
+        errors.append(f"{name_of(doc)}: duplicate container names {names}")
+    volumes = pod_volumes(doc, pod)
+    for _, c in containers(pod):
+        errors += container_errors(doc, c, volumes, rendered)
+    return errors + volume_errors(doc, volumes, rendered)
+
+
+def service_errors(doc: Doc, rendered: Rendered) -> list[str]:
+    """A Service selects pods, and each of its ports is a container port of the same number."""
+    spec = doc.get("spec") or {}
+    hits = rendered.pods_matching(spec.get("selector") or {})
+    errors = []
+    if not hits:
+        errors.append(f"{name_of(doc)}: selector {spec.get('selector')} matches no pods")
+    cports = [
+        cp
+        for w in hits
+        for c in pod_spec(w)[1].get("containers") or []
+        for cp in c.get("ports") or []
+    ]
+    for port in spec.get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        match = [cp for cp in cports if target in (cp.get("name"), cp.get("containerPort"))]
+        if not match:
+            errors.append(f"{name_of(doc)}: targetPort {target!r} is no container port")
+        elif any(cp["containerPort"] != port.get("port") for cp in match):
+            errors.append(
+                f"{name_of(doc)}: port {port.get('port')} != containerPort "
+                f"{match[0]['containerPort']} (kube play and this project need them equal)"
+            )
+    return errors
+
+
+def pdb_errors(doc: Doc, rendered: Rendered) -> list[str]:
+    sel = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not rendered.pods_matching(sel):
+        return [f"{name_of(doc)}: selector {sel} matches no pods"]
+    return []
+
+
+def network_policy_errors(doc: Doc, rendered: Rendered) -> list[str]:
+    # an empty podSelector is every pod of the namespace
+    sel = ((doc.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    if sel and not rendered.pods_matching(sel):
+        return [f"{name_of(doc)}: podSelector {sel} matches no pods"]
+    return []
+
+
+def hpa_errors(doc: Doc, rendered: Rendered) -> list[str]:
+    ref = (doc.get("spec") or {}).get("scaleTargetRef") or {}
+    if (ref.get("kind"), ref.get("name")) not in rendered.objects:
+        return [f"{name_of(doc)}: scaleTargetRef {ref} not rendered"]
+    return []
+
+
+# kind -> the check that what such an object points at is rendered
+REFERENCE_CHECKS: dict[str, Callable[[Doc, Rendered], list[str]]] = {
+    "Service": service_errors,
+    "PodDisruptionBudget": pdb_errors,
+    "NetworkPolicy": network_policy_errors,
+    "HorizontalPodAutoscaler": hpa_errors,
+}
+
+
+def disruption_budget_errors(docs: list[Doc]) -> list[str]:
+    """A long-running workload of several replicas has a PodDisruptionBudget over its pods."""
+    budgets = [
+        ((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    ]
+    errors = []
     for doc in docs:
         if doc["kind"] in LONG_RUNNING and ((doc.get("spec") or {}).get("replicas") or 1) > 1:
             labels = pod_spec(doc)[0]
-            pdbs = [
-                d
-                for d in docs
-                if d["kind"] == "PodDisruptionBudget"
-                and matches(
-                    ((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}, labels
-                )
-            ]
-            if not pdbs:
+            if not any(matches(sel, labels) for sel in budgets):
                 errors.append(f"{name_of(doc)}: several replicas and no PodDisruptionBudget")
     return errors
 
 
+def semantic_errors(docs: list[Doc]) -> list[str]:
+    rendered = Rendered.of(docs)
+    errors = identity_errors(docs)
+    selectors: dict[tuple[tuple[str, str], ...], str] = {}
+    for doc in rendered.workloads:
+        errors += workload_errors(doc, rendered, selectors)
+    for doc in docs:
+        check = REFERENCE_CHECKS.get(doc["kind"])
+        if check is not None:
+            errors += check(doc, rendered)
+    return errors + disruption_budget_errors(docs)
+
+
 # --- 3. security baseline -------------------------------------------------------------------
+
+
+def _context(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("securityContext") or {}
+
+
+# (what a pod must do, whether it does)
+POD_RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    (
+        f"pod must set runAsNonRoot: true and runAsUser: {UID}",
+        lambda pod: (
+            _context(pod).get("runAsNonRoot") is True and _context(pod).get("runAsUser") == UID
+        ),
+    ),
+    (
+        "pod seccompProfile must be RuntimeDefault",
+        lambda pod: (_context(pod).get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+    ),
+    (
+        "automountServiceAccountToken must be false",
+        lambda pod: pod.get("automountServiceAccountToken") is False,
+    ),
+    (
+        "host namespaces are not allowed",
+        lambda pod: not (pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC")),
+    ),
+)
+
+# (what a container must do, whether it does)
+CONTAINER_RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    (
+        "allowPrivilegeEscalation must be false",
+        lambda c: _context(c).get("allowPrivilegeEscalation") is False,
+    ),
+    (
+        "readOnlyRootFilesystem must be true",
+        lambda c: _context(c).get("readOnlyRootFilesystem") is True,
+    ),
+    (
+        "capabilities must drop ALL",
+        lambda c: (_context(c).get("capabilities") or {}).get("drop") == ["ALL"],
+    ),
+    (
+        "privileged or another uid",
+        lambda c: not _context(c).get("privileged") and _context(c).get("runAsUser") in (None, UID),
+    ),
+)
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN")
+
+
+def pod_baseline_errors(doc: Doc, pod: dict[str, Any]) -> list[str]:
+    where = name_of(doc)
+    errors = [f"{where}: {rule}" for rule, holds in POD_RULES if not holds(pod)]
+    for vol in pod.get("volumes") or []:
+        if "hostPath" in vol:
+            errors.append(f"{where}: hostPath volume {vol.get('name')}")
+    persistent = (doc.get("spec") or {}).get("volumeClaimTemplates") or [
+        v for v in pod.get("volumes") or [] if "persistentVolumeClaim" in v
+    ]
+    if persistent and _context(pod).get("fsGroup") != UID:
+        errors.append(f"{where}: a pod with a PVC needs fsGroup: {UID} (to write to it)")
+    if doc["kind"] in {"Job", "CronJob"}:
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "CronJob":
+            spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        if not spec.get("activeDeadlineSeconds"):
+            errors.append(f"{where}: a Job needs activeDeadlineSeconds (its liveness bound)")
+    return errors
+
+
+def image_pinned(image: str) -> bool:
+    """A tag other than latest (a registry's :port is no tag)."""
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+    return bool(tag) and tag != "latest"
+
+
+def probe_rule_errors(cw: str, kind: str, role: str, c: dict[str, Any]) -> list[str]:
+    """Long-running main containers have both probes; init containers may have none."""
+    errors = []
+    if role == "main" and kind in LONG_RUNNING:
+        errors += [f"{cw}: needs a {p}" for p in ("readinessProbe", "livenessProbe") if p not in c]
+    if role == "init":
+        errors += [
+            f"{cw}: Kubernetes rejects {p} on init containers"
+            for p in ("readinessProbe", "livenessProbe", "startupProbe")
+            if p in c
+        ]
+    return errors
+
+
+def container_baseline_errors(doc: Doc, role: str, c: dict[str, Any]) -> list[str]:
+    cw = f"{name_of(doc)}: container {c.get('name')}"
+    errors = [f"{cw}: {rule}" for rule, holds in CONTAINER_RULES if not holds(c)]
+    res = c.get("resources") or {}
+    for kind in ("requests", "limits"):
+        if not {"cpu", "memory"} <= set(res.get(kind) or {}):
+            errors.append(f"{cw}: needs {kind} for cpu and memory")
+    image = str(c.get("image", ""))
+    if not image_pinned(image):
+        errors.append(f"{cw}: image {image!r} needs a pinned tag")
+    errors += probe_rule_errors(cw, doc["kind"], role, c)
+    for env in c.get("env") or []:
+        if SECRET_NAME.search(env.get("name", "")) and "value" in env:
+            errors.append(f"{cw}: {env['name']} must come from a Secret")
+    return errors
 
 
 def baseline_errors(docs: list[Doc]) -> list[str]:
@@ -321,60 +546,9 @@ def baseline_errors(docs: list[Doc]) -> list[str]:
         if doc["kind"] not in POD_OWNERS:
             continue
         _, pod = pod_spec(doc)
-        where = name_of(doc)
-        psc = pod.get("securityContext") or {}
-        if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") != UID:
-            errors.append(f"{where}: pod must set runAsNonRoot: true and runAsUser: {UID}")
-        if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
-            errors.append(f"{where}: pod seccompProfile must be RuntimeDefault")
-        if pod.get("automountServiceAccountToken") is not False:
-            errors.append(f"{where}: automountServiceAccountToken must be false")
-        if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
-            errors.append(f"{where}: host namespaces are not allowed")
-        for vol in pod.get("volumes") or []:
-            if "hostPath" in vol:
-                errors.append(f"{where}: hostPath volume {vol.get('name')}")
-        persistent = (doc.get("spec") or {}).get("volumeClaimTemplates") or [
-            v for v in pod.get("volumes") or [] if "persistentVolumeClaim" in v
-        ]
-        if persistent and psc.get("fsGroup") != UID:
-            errors.append(f"{where}: a pod with a PVC needs fsGroup: {UID} (to write to it)")
-        if doc["kind"] in {"Job", "CronJob"}:
-            spec = doc.get("spec") or {}
-            if doc["kind"] == "CronJob":
-                spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-            if not spec.get("activeDeadlineSeconds"):
-                errors.append(f"{where}: a Job needs activeDeadlineSeconds (its liveness bound)")
+        errors += pod_baseline_errors(doc, pod)
         for role, c in containers(pod):
-            cw = f"{where}: container {c.get('name')}"
-            sc = c.get("securityContext") or {}
-            if sc.get("allowPrivilegeEscalation") is not False:
-                errors.append(f"{cw}: allowPrivilegeEscalation must be false")
-            if sc.get("readOnlyRootFilesystem") is not True:
-                errors.append(f"{cw}: readOnlyRootFilesystem must be true")
-            if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
-                errors.append(f"{cw}: capabilities must drop ALL")
-            if sc.get("privileged") or sc.get("runAsUser") not in (None, UID):
-                errors.append(f"{cw}: privileged or another uid")
-            res = c.get("resources") or {}
-            for kind in ("requests", "limits"):
-                if not {"cpu", "memory"} <= set(res.get(kind) or {}):
-                    errors.append(f"{cw}: needs {kind} for cpu and memory")
-            image = str(c.get("image", ""))
-            tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
-            if not tag or tag == "latest":
-                errors.append(f"{cw}: image {image!r} needs a pinned tag")
-            if role == "main" and doc["kind"] in LONG_RUNNING:
-                for probe in ("readinessProbe", "livenessProbe"):
-                    if probe not in c:
-                        errors.append(f"{cw}: needs a {probe}")
-            if role == "init":
-                for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-                    if probe in c:
-                        errors.append(f"{cw}: Kubernetes rejects {probe} on init containers")
-            for env in c.get("env") or []:
-                if re.search(r"PASSWORD|SECRET|TOKEN", env.get("name", "")) and "value" in env:
-                    errors.append(f"{cw}: {env['name']} must come from a Secret")
+            errors += container_baseline_errors(doc, role, c)
     return errors
 
 
@@ -403,13 +577,13 @@ def secret_only_env(container: dict[str, Any]) -> set[str]:
     }
 
 
-def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
-    """Each declared process is a container of a workload of the declared kind (an
-    initContainer when `init` and no `kube_kind`, a Deployment/StatefulSet container by
-    default, a Job or CronJob container when `kube_kind` says so), and every container of that
-    name runs the same command with the same environment variable names (plus Secret parts of
-    composed values, see secret_only_env)."""
-    found: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+Placed = tuple[str, str, dict[str, Any]]
+"""(workload, container role, container)"""
+
+
+def project_containers(docs: list[Doc]) -> dict[str, list[Placed]]:
+    """Container name -> where the project's workloads run a container of that name."""
+    found: dict[str, list[Placed]] = {}
     for doc in docs:
         if doc["kind"] not in POD_OWNERS:
             continue
@@ -418,35 +592,59 @@ def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
             continue
         for role, c in containers(pod):
             found.setdefault(c["name"], []).append((name_of(doc), role, c))
+    return found
+
+
+def placement_errors(where: str, proc: Process, placed: list[Placed]) -> list[str]:
+    """The process runs in the role and workload kind its declaration says."""
+    kinds, role = _kinds_for(proc)
+    if any(w.split("/")[0] in kinds and r == role for w, r, _ in placed):
+        return []
+    seen = ", ".join(f"{r} container of {w}" for w, r, _ in placed)
+    want = "an initContainer" if role == "init" else "a main container"
+    return [
+        f"{where} is a {seen}; declared init={proc.init}, kube_kind={proc.kube_kind}: "
+        f"it must be {want} of a {'/'.join(sorted(kinds))}"
+    ]
+
+
+def container_agreement_errors(
+    where: str, proc: Process, workload: str, c: dict[str, Any]
+) -> list[str]:
+    """The container runs the declared command, env names and port."""
+    errors = []
+    if c.get("command") != proc.command:
+        errors.append(f"{where} ({workload}) runs {c.get('command')}, not {proc.command}")
+    names = {e["name"] for e in c.get("env") or []}
+    extra = names - set(proc.env) - secret_only_env(c)
+    if extra or set(proc.env) - names:
+        errors.append(
+            f"{where} ({workload}) env names differ: manifest-only {sorted(extra)}, "
+            f"runner-only {sorted(set(proc.env) - names)}"
+        )
+    if proc.port is not None and not proc.init and not proc.kube_kind:
+        cports = [p.get("containerPort") for p in c.get("ports") or []]
+        if proc.port not in cports:
+            errors.append(f"{where} ({workload}) has no containerPort {proc.port}")
+    return errors
+
+
+def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
+    """Each declared process is a container of a workload of the declared kind (an
+    initContainer when `init` and no `kube_kind`, a Deployment/StatefulSet container by
+    default, a Job or CronJob container when `kube_kind` says so), and every container of that
+    name runs the same command with the same environment variable names (plus Secret parts of
+    composed values, see secret_only_env)."""
+    found = project_containers(docs)
     errors = []
     for proc in pattern.processes:
         where = f"{pattern.id}: {proc.name}"
         if proc.name not in found:
             errors.append(f"{pattern.id}: process {proc.name!r} has no container in the overlay")
             continue
-        kinds, role = _kinds_for(proc)
-        placed = [(w, r) for w, r, _ in found[proc.name] if w.split("/")[0] in kinds and r == role]
-        if not placed:
-            seen = ", ".join(f"{r} container of {w}" for w, r, _ in found[proc.name])
-            want = "an initContainer" if role == "init" else "a main container"
-            errors.append(
-                f"{where} is a {seen}; declared init={proc.init}, kube_kind={proc.kube_kind}: "
-                f"it must be {want} of a {'/'.join(sorted(kinds))}"
-            )
+        errors += placement_errors(where, proc, found[proc.name])
         for workload, _, c in found[proc.name]:
-            if c.get("command") != proc.command:
-                errors.append(f"{where} ({workload}) runs {c.get('command')}, not {proc.command}")
-            names = {e["name"] for e in c.get("env") or []}
-            extra = names - set(proc.env) - secret_only_env(c)
-            if extra or set(proc.env) - names:
-                errors.append(
-                    f"{where} ({workload}) env names differ: manifest-only {sorted(extra)}, "
-                    f"runner-only {sorted(set(proc.env) - names)}"
-                )
-            if proc.port is not None and not proc.init and not proc.kube_kind:
-                cports = [p.get("containerPort") for p in c.get("ports") or []]
-                if proc.port not in cports:
-                    errors.append(f"{where} ({workload}) has no containerPort {proc.port}")
+            errors += container_agreement_errors(where, proc, workload, c)
     return errors
 
 

@@ -24,7 +24,9 @@ Order, as the local runner's (patterns/runner.py): StatefulSets (Redis, PostgreS
 other services no process of the pattern declares (MLflow) and their Jobs (train and
 register), then the pattern's `init` steps that are Jobs or CronJobs on Kubernetes (seed,
 one scoring run), then the pattern's Deployments in declaration order, then its other Jobs
-(a client). Last, one end-to-end request per pattern through its entry Service (FUNCTIONAL).
+(a client). Last, the pattern's smoke check, declared with its processes (`smoke=` in
+patterns/<id>/pattern.py, see patterns/declare.py): the requests kube/smoke_client.py makes
+through its Services, and the checks of its Jobs' logs, each judged by the pattern's judge.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import copy
 import ipaddress
 import json
 import re
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -45,164 +48,11 @@ import yaml
 from kube.images import image_key
 from kube.manifests import POD_OWNERS, Doc, containers, matches, pod_spec
 from kube.report import Checks, podman
-from patterns.declare import Pattern
+from patterns.declare import Call, Pattern
 
-# Runs in a container on the pods' network; prints one JSON object, the caller judges it.
-CLIENT = r"""
-import json, sys, time, urllib.error, urllib.request
-
-def exchange(method, url, body=None, timeout=5.0, media="application/json"):
-    headers = {"content-type": media} if body is not None else {}
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read(), r.headers
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers
-
-def call(method, url, body=None, timeout=5.0):
-    return exchange(method, url, body, timeout)[:2]
-
-def label_of(raw):
-    body = body_of(raw)
-    preds = body.get("predictions") if isinstance(body, dict) else None
-    return preds[0].get("label") if preds else None
-
-def png(values, side):
-    # an 8x8 digit (0..16) drawn as the seed of data_cache draws it, scaled up to side x side
-    import io
-    from PIL import Image
-    img = Image.new("L", (8, 8))
-    img.putdata([round(v * 255 / 16) for v in values])
-    buf = io.BytesIO()
-    img.resize((side, side), Image.Resampling.NEAREST).save(buf, format="PNG")
-    return buf.getvalue()
-
-def body_of(raw):
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")[:300]
-
-def rows(arg):
-    # a model card path (golden examples, as the model answered them at build time) or JSON
-    if arg.endswith(".json"):
-        golden = json.load(open(arg))["golden"]
-        return [g["input"] for g in golden], [g["label"] for g in golden]
-    spec = json.loads(arg)
-    return spec["instances"], spec["labels"]
-
-def poll(url, seconds):
-    deadline = time.time() + seconds
-    while True:
-        status, raw = call("GET", url)
-        job = body_of(raw)
-        if status != 200 or not isinstance(job, dict) or job.get("status") != "pending":
-            return status, job
-        if time.time() > deadline:
-            return status, job
-        time.sleep(0.2)
-
-mode, base, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-if mode == "ready":
-    path, deadline, err = args[0], time.time() + float(args[1]), None
-    while True:
-        try:
-            status, raw = call("GET", base + path, timeout=2)
-            if status == 200:
-                break
-            err = f"{status} {raw[:200]!r}"
-        except Exception as e:
-            err = repr(e)
-        if time.time() > deadline:
-            sys.exit(f"{base}{path} not ready after {args[1]} s: {err}")
-        time.sleep(0.5)
-    out = {"ready": True}
-elif mode == "predict":  # POST /predict: the labels the model gives
-    instances, labels = rows(args[0])
-    status, raw = call("POST", base + "/predict", json.dumps({"instances": instances}).encode())
-    out = {"status": status, "body": body_of(raw), "expected": labels}
-elif mode == "job":  # asynchronous: POST /jobs -> 202 + Location, poll until terminal
-    instances, labels = rows(args[0])
-    status, raw = call("POST", base + "/jobs", json.dumps({"instances": instances}).encode())
-    ticket = body_of(raw)
-    out = {"status": status, "ticket": ticket, "expected": labels}
-    if status == 202:
-        out["final_status"], out["final"] = poll(base + ticket["status_url"], float(args[1]))
-elif mode == "sync_async":  # POST /predict: the fast answer now, the final one by polling
-    instances, labels = rows(args[0])
-    started = time.time()
-    status, raw = call("POST", base + "/predict", json.dumps({"instances": instances}).encode())
-    answer = body_of(raw)
-    out = {"status": status, "answer": answer, "expected": labels,
-           "fast_ms": round((time.time() - started) * 1000)}
-    if status == 200 and isinstance(answer, dict) and answer.get("final_url"):
-        out["final_status"], out["final"] = poll(base + answer["final_url"], float(args[1]))
-elif mode == "images":  # POST /predict/image: each golden digit as a 64x64 PNG
-    instances, labels = rows(args[0])
-    answers = []
-    for values in instances:
-        status, raw, _ = exchange("POST", base + "/predict/image", png(values, 64), 10, "image/png")
-        answers.append({"status": status, "label": label_of(raw)})
-    out = {"answers": answers, "expected": labels}
-elif mode == "requests":  # POST each {path, json} in order: status, X-Cache, labels
-    answers = []
-    for step in json.loads(args[0]):
-        body = json.dumps(step["json"]).encode()
-        status, raw, headers = exchange("POST", base + step["path"], body)
-        answer = body_of(raw)
-        preds = answer.get("predictions") if isinstance(answer, dict) else None
-        answers.append({"status": status, "x_cache": headers.get("x-cache"),
-                        "labels": [p.get("label") for p in preds] if preds else None,
-                        "sent": step["json"], "expect": step.get("expect")})
-    out = {"answers": answers}
-elif mode == "get":
-    started = time.time()
-    status, raw = call("GET", base + args[0], timeout=30)
-    out = {"status": status, "body": body_of(raw), "ms": round((time.time() - started) * 1000)}
-else:
-    sys.exit(f"unknown mode {mode}")
-print(json.dumps(out))
-"""
-
-IRIS_ROW = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]], "labels": ["setosa"]})
-# One iris of each class; each one-vs-rest model gives its own class the highest probability.
-IRIS_CLASSES = json.dumps(
-    {
-        "instances": [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]],
-        "labels": ["setosa", "versicolor", "virginica"],
-    }
-)
-# An inlier (iris-ocsvm score 0.42) and an outlier (-0.20, below the gate's 0.0): the outlier
-# is "unknown" and never reaches stage 2.
-SERIAL_ROWS = json.dumps(
-    {"instances": [[5.1, 3.4, 1.5, 0.2], [7.0, 3.2, 4.7, 1.4]], "labels": ["setosa", "unknown"]}
-)
-# The same row twice: the model's answer, then the cached one (a fresh Redis).
-CACHE_REQUESTS = json.dumps(
-    [
-        {"path": "/predict", "json": {"instances": [[5.1, 3.5, 1.4, 0.2]]}, "expect": e}
-        for e in (
-            {"status": 200, "x_cache": "MISS", "labels": ["setosa"]},
-            {"status": 200, "x_cache": "HIT", "labels": ["setosa"]},
-        )
-    ]
-)
-# data_cache after its seed (MLSP_SEED_ITEMS=200) and warm-up (MLSP_WARMUP_LIMIT=100, in id
-# order): digit-0001 was warmed up (a hit on its first request), digit-0150 was not (a miss,
-# then a hit); an unknown id is 404, an id that could be a path 422.
-ITEM_REQUESTS = json.dumps(
-    [
-        {"path": "/predict/item", "json": {"item_id": item}, "expect": expect}
-        for item, expect in (
-            ("digit-0001", {"status": 200, "x_cache": "HIT"}),
-            ("digit-0150", {"status": 200, "x_cache": "MISS"}),
-            ("digit-0150", {"status": 200, "x_cache": "HIT"}),
-            ("digit-9999", {"status": 404}),
-            ("../x", {"status": 422}),
-        )
-    ]
-)
+CLIENT = Path(__file__).with_name("smoke_client.py")
+"""Runs in a container on the pods' network, from its source (`python -c`); prints one JSON
+object, the caller judges it."""
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 DEPENDENT_ENV = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -311,6 +161,7 @@ class Player:
         self.secrets = secret_values(docs)
         self._subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
         self._fixed = 0
+        self.client_source = CLIENT.read_text()
         self.hosts: dict[str, str] = {}
         """Service name -> fixed address of a StatefulSet pod, for the pods played after it."""
         self.client_image = next(
@@ -454,7 +305,7 @@ class Player:
         self, mode: str, url: str, *args: str, image: str | None = None, timeout: float = 60
     ) -> tuple[bool, str]:
         run = ["run", "--rm", "--network", self.net, "--read-only", "--entrypoint", "python"]
-        run += [image or self.client_image, "-c", CLIENT, mode, url, *args]
+        run += [image or self.client_image, "-c", self.client_source, mode, url, *args]
         result = podman(*run, timeout=timeout + 60)
         if result.returncode == 0:
             return True, result.stdout.strip()
@@ -600,154 +451,120 @@ def _run_job(player: Player, doc: Doc, result: Checks) -> list[str]:
     return [logs for _, _, logs in runs]
 
 
-# --- one end-to-end request per pattern -------------------------------------------------------
+# --- the pattern's smoke check (`smoke=` in patterns/<id>/pattern.py) ------------------------
+
+TEMPLATE = re.compile(r"\{(service|card:[\w-]+|env:[\w-]+:\w+)\}")
+"""The templates of a declared Call's `args` and `what` (patterns/declare.py)."""
 
 
 @dataclass(frozen=True)
-class Functional:
+class Request:
+    """A declared Call with its templates filled in from the rendered overlay."""
+
     mode: str
-    """predict | job | sync_async | images | serial | requests | batch: how `judge` reads the
-    answer; CLIENT runs the mode of the same name (serial: predict)."""
-    service: str
-    """The entry Service."""
-    model_from: str | None = None
-    """Process whose image holds the model card (golden examples) at its MLSP_MODEL_DIR;
-    None: `payload`."""
-    payload: str = IRIS_ROW
-    """JSON for CLIENT when no model card is used: {"instances", "labels"}, or for `requests`
-    a list of {"path", "json", "expect": {"status", "x_cache"?, "labels"?}}. Default: the iris
-    row (any iris model says setosa)."""
+    url: str
+    args: tuple[str, ...]
+    what: str
+    image: str | None
+    """The image the client runs in: the one whose model card it reads; None: any."""
 
 
-FUNCTIONAL = {
-    "web_single": Functional("predict", "web-single"),
-    "model_in_image": Functional("predict", "model-in-image"),
-    "model_load": Functional("predict", "model-load"),
-    "synchronous": Functional("predict", "synchronous", "server"),
-    "asynchronous": Functional("job", "asynchronous", "worker"),
-    "sync_async": Functional("sync_async", "sync-async", "worker"),
-    "batch_inference": Functional("batch", "batch-inference"),
-    "prep_pred": Functional("images", "prep-pred", "pred"),
-    "serial": Functional("serial", "serial", payload=SERIAL_ROWS),
-    "parallel": Functional("predict", "parallel", payload=IRIS_CLASSES),
-    "prediction_cache": Functional("requests", "prediction-cache", payload=CACHE_REQUESTS),
-    "data_cache": Functional("requests", "data-cache", payload=ITEM_REQUESTS),
-}
-CLIENT_MODE = {"serial": "predict"}
-
-
-def _labels(body: Any) -> list[str]:
-    preds = body.get("predictions") if isinstance(body, dict) else None
-    return [p.get("label") for p in preds] if isinstance(preds, list) else []
-
-
-def judge(mode: str, out: dict[str, Any]) -> tuple[bool, str]:
-    """Whether a CLIENT answer is right, and what to print."""
-    expected = out.get("expected")
-    if mode == "predict":
-        got = _labels(out.get("body"))
-        return out.get("status") == 200 and got == expected, f"labels {got}, expected {expected}"
-    if mode == "job":
-        final = out.get("final") or {}
-        got = _labels(final.get("result"))
-        ok = out.get("status") == 202 and final.get("status") == "done" and got == expected
-        return ok, (
-            f"202 {out.get('ticket', {}).get('job_id')}, then {final.get('status')} after "
-            f"{final.get('attempts')} attempt(s), labels {got}, expected {expected}"
-        )
-    if mode == "sync_async":
-        answer, final = out.get("answer") or {}, out.get("final") or {}
-        fast = _labels(answer.get("fast"))
-        got = _labels(final.get("result"))
-        ok = (
-            out.get("status") == 200
-            and len(fast) == len(expected or [])
-            and final.get("status") == "done"
-            and got == expected
-        )
-        return ok, (
-            f"fast {fast} in {out.get('fast_ms')} ms, final {final.get('status')} {got} "
-            f"(expected {expected}), revised {(final.get('result') or {}).get('revised')}"
-        )
-    if mode == "images":  # prep_pred: each PNG answered; most keep their label
-        answers = out.get("answers") or []
-        got = [a.get("label") for a in answers]
-        same = sum(g == e for g, e in zip(got, expected or [], strict=False))
-        ok = (
-            bool(answers)
-            and len(answers) == len(expected or [])
-            and all(a.get("status") == 200 and a.get("label") is not None for a in answers)
-            and same >= 0.8 * len(answers)
-        )
-        statuses = sorted({a.get("status") for a in answers}, key=str)
-        return ok, (
-            f"{len(answers)} PNGs -> status {statuses}, labels {got}; {same} of "
-            f"{len(answers)} as the golden tensors {expected} (spec: >= 95% over the data set)"
-        )
-    if mode == "serial":  # the outlier stops at the gate: stage 2 sees only the inlier rows
-        body = out.get("body")
-        body = body if isinstance(body, dict) else {}
-        got = _labels(body)
-        reached = {s.get("name"): s.get("rows") for s in body.get("stages") or []}
-        inliers = sum(label != "unknown" for label in expected or [])
-        ok = out.get("status") == 200 and got == expected and reached.get("classify") == inliers
-        return ok, f"labels {got}, expected {expected}; rows per stage {reached}"
-    if mode == "requests":
-        answers = out.get("answers") or []
-        lines, ok = [], bool(answers)
-        for answer in answers:
-            expect = answer.get("expect") or {}
-            ok &= all(answer.get(k) == v for k, v in expect.items())
-            seen = (answer.get("status"), answer.get("x_cache"), answer.get("labels"))
-            sent = json.dumps(answer.get("sent"), separators=(",", ":"))
-            lines.append(f"{sent} -> " + " ".join(str(v) for v in seen if v))
-        return ok, "; ".join(lines)
-    raise ValueError(mode)
-
-
-def _model_card(player: Player, process: str) -> tuple[str, str]:
-    """(image, card path) of the container running `process`."""
-    for doc in player.docs:
+def _container_env(docs: list[Doc], process: str, var: str) -> tuple[str, str]:
+    """(image, value of `var`) of the first container named `process` that sets `var`."""
+    for doc in docs:
         if doc["kind"] in POD_OWNERS:
             for _, c in containers(pod_spec(doc)[1]):
                 env = {e["name"]: e.get("value") for e in c.get("env") or []}
-                if c["name"] == process and env.get("MLSP_MODEL_DIR"):
-                    return c["image"], f"{env['MLSP_MODEL_DIR']}/model.json"
-    raise LookupError(f"no container {process} with MLSP_MODEL_DIR")
+                if c["name"] == process and env.get(var):
+                    return c["image"], str(env[var])
+    raise LookupError(f"no container {process} with {var}")
 
 
-def functional(player: Player, check: Functional, result: Checks) -> None:
+def request_for(call: Call, pattern: Pattern, docs: list[Doc]) -> Request:
+    """Fill in the call's Service URL and templates from the overlay; LookupError if the
+    overlay has no such Service or container."""
+    service = call.service or pattern.id.replace("_", "-")
     svc = next(
-        d for d in player.docs if d["kind"] == "Service" and d["metadata"]["name"] == check.service
+        (d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == service), None
     )
-    url = _service_url(svc)
-    if check.mode == "batch":
-        _check_batch(player, url, result)
+    if svc is None:
+        raise LookupError(f"no Service {service}")
+    images: set[str] = set()
+
+    def fill(match: re.Match[str]) -> str:
+        kind, _, rest = match.group(1).partition(":")
+        if kind == "service":
+            return service
+        if kind == "card":  # the card is a file in that process's image
+            image, folder = _container_env(docs, rest, "MLSP_MODEL_DIR")
+            images.add(image)
+            return f"{folder}/model.json"
+        process, _, var = rest.partition(":")
+        return _container_env(docs, process, var)[1]
+
+    args = tuple(TEMPLATE.sub(fill, arg) for arg in call.args)
+    what = TEMPLATE.sub(fill, call.what)
+    if len(images) > 1:
+        raise LookupError(f"model cards in several images {sorted(images)}: one client runs")
+    return Request(call.mode, _service_url(svc), args, what, next(iter(images), None))
+
+
+def _status(raw: str) -> Any:
+    try:
+        return json.loads(raw.splitlines()[-1]).get("status")
+    except (ValueError, IndexError, AttributeError):
+        return None
+
+
+def _ask(player: Player, request: Request, retries: int) -> tuple[bool, str]:
+    """Run the client; while the answer is 503, ask again, 5 s apart, `retries` times."""
+    for attempt in range(retries + 1):
+        ok, raw = player.client(
+            request.mode, request.url, *request.args, image=request.image, timeout=90
+        )
+        if not ok or attempt == retries or _status(raw) != 503:
+            break
+        time.sleep(5)
+    return ok, raw
+
+
+def smoke_call(player: Player, pattern: Pattern, call: Call, result: Checks) -> None:
+    """Make one declared request through the running pattern and judge its answer."""
+    try:
+        request = request_for(call, pattern, player.docs)
+    except LookupError as exc:
+        result.add(call.what, False, f"the declared call does not fit the overlay: {exc}")
         return
-    image, rows = (
-        (None, check.payload) if check.model_from is None else _model_card(player, check.model_from)
-    )
-    mode = CLIENT_MODE.get(check.mode, check.mode)
-    ok, raw = player.client(mode, url, rows, "60", image=image, timeout=90)
-    what = {
-        "predict": f"POST {check.service}/predict gives the model's labels",
-        "job": f"POST {check.service}/jobs, polled to done with the model's labels",
-        "sync_async": f"POST {check.service}/predict: fast answer, then the final one by polling",
-        "images": f"POST {check.service}/predict/image with digit PNGs gives labels",
-        "serial": f"POST {check.service}/predict: the outlier is unknown and stops at the gate",
-        "requests": f"POST {check.service}: each answer has the expected status and X-Cache",
-    }[check.mode]
+    ok, raw = _ask(player, request, call.retries)
     if not ok:
-        result.add(what, False, raw)
+        result.add(request.what, False, " | ".join(filter(None, (raw, _reach_stateful(player)))))
         return
     try:
         out = json.loads(raw.splitlines()[-1])
-        good, detail = judge(check.mode, out)
-    except (ValueError, IndexError, AttributeError, TypeError) as exc:
+        good, detail = call.judge(out)
+    except (ValueError, IndexError, AttributeError, TypeError, KeyError) as exc:
         good, detail = False, f"unexpected answer ({exc!r})"
-    result.add(what, good, detail if good else f"{detail}; {raw[-600:]}")
-    if good and check.mode == "job":
-        _check_redis_durable(player, url, out["ticket"]["status_url"], result)
+    result.add(request.what, good, detail if good else f"{detail}; {raw[-600:]}")
+    if good and call.durable:
+        ticket = out.get("ticket") if isinstance(out, dict) else None
+        status_url = ticket.get("status_url") if isinstance(ticket, dict) else None
+        if not isinstance(status_url, str):
+            result.add("the job survives a Redis restart", False, "the answer names no job")
+            return
+        _check_redis_durable(player, request.url, status_url, result)
+
+
+def check_logs(pattern: Pattern, doc: Doc, logs: list[str], result: Checks) -> None:
+    """The pattern's declared checks of this Job's pod logs (a client Job's summary line)."""
+    for check in pattern.smoke.logs:
+        if check.process not in declared(doc, pattern):
+            continue
+        for log in logs:
+            try:
+                good, detail = check.judge(log)
+            except (ValueError, IndexError, AttributeError, TypeError, KeyError) as exc:
+                good, detail = False, f"unexpected log ({exc!r}): {log[-300:]}"
+            result.add(check.what, good, detail)
 
 
 def _check_redis_durable(player: Player, url: str, status_url: str, result: Checks) -> None:
@@ -791,23 +608,23 @@ def _check_redis_durable(player: Player, url: str, status_url: str, result: Chec
                good, detail)  # fmt: skip
 
 
-REACH = r"""
-import socket, sys, time
-t = time.monotonic()
-try:
-    addrs = sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], int(sys.argv[2]))})
-except OSError as e:
-    print(f"resolve {sys.argv[1]}: {e!r} after {time.monotonic() - t:.2f} s", end="; ")
-    sys.exit()
-print(f"resolve {sys.argv[1]} -> {addrs} in {time.monotonic() - t:.2f} s", end="; ")
-for a in addrs:
-    t = time.monotonic()
+def _reach_stateful(player: Player) -> str:
+    """`_reach` for each StatefulSet's Service (Redis, PostgreSQL): why a client failed."""
+    seen = [
+        _reach(player, svc["metadata"]["name"], f"{sts['metadata']['name']}-0",
+               int(svc["spec"]["ports"][0]["port"]))
+        for sts in player.docs
+        if sts["kind"] == "StatefulSet"
+        for svc in services_for(sts, player.docs)
+    ]  # fmt: skip
+    return " | ".join(seen)
+
+
+def _reach_line(out: subprocess.CompletedProcess[str]) -> str:
     try:
-        socket.create_connection((a, int(sys.argv[2])), timeout=2).close()
-        print(f"connect {a}: ok in {time.monotonic() - t:.2f} s", end="; ")
-    except OSError as e:
-        print(f"connect {a}: {e!r} after {time.monotonic() - t:.2f} s", end="; ")
-"""
+        return str(json.loads(out.stdout.splitlines()[-1])["reach"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        return (out.stdout + out.stderr).strip()[-300:]
 
 
 def _reach(player: Player, service: str, pod: str, port: int) -> str:
@@ -815,15 +632,15 @@ def _reach(player: Player, service: str, pod: str, port: int) -> str:
     whether that address accepts a connection, seen from a fresh container on the pods'
     network and from inside each client pod (with its ARP table), and the pod's address."""
     run = ["run", "--rm", "--network", player.net, "--entrypoint", "python", player.client_image]
-    probe = ["-c", REACH, service, str(port)]
-    seen = [f"fresh: {podman(*run, *probe, timeout=60).stdout.strip()}"]
+    probe = ["-c", player.client_source, "reach", service, str(port)]
+    seen = [f"fresh: {_reach_line(podman(*run, *probe, timeout=60))}"]
     for c in json.loads(podman("ps", "--format", "json").stdout or "[]"):
         name = c["Names"][0]
         if name.startswith(pod) or name.endswith("-infra") or not re.search(r"-\d+-", name):
             continue
         out = podman("exec", name, "python", *probe, timeout=60)
         arp = podman("exec", name, "cat", "/proc/net/arp", timeout=30).stdout.split("\n")[1:]
-        seen.append(f"{name}: {(out.stdout + out.stderr).strip()[-300:]} arp {arp}")
+        seen.append(f"{name}: {_reach_line(out)} arp {arp}")
     infra = podman("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
     ip = podman(
         "inspect", infra, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
@@ -833,61 +650,6 @@ def _reach(player: Player, service: str, pod: str, port: int) -> str:
 
 def _pod_state(pod: str) -> str:
     return podman("pod", "inspect", pod, "--format", "{{.State}}").stdout.strip()
-
-
-def _check_batch(player: Player, url: str, result: Checks) -> None:
-    """After the seed and one scoring run: every item has a prediction or an error."""
-    seed = next(
-        c
-        for d in player.docs
-        if d["kind"] == "Job"
-        for _, c in containers(pod_spec(d)[1])
-        if c["name"] == "seed"
-    )
-    rows = int(next(e["value"] for e in seed["env"] if e["name"] == "MLSP_SEED_ROWS"))
-    for attempt in range(3):  # a 503 says when to come back (Retry-After): a client does
-        ok, raw = player.client("get", url, "/summary")
-        if not ok:
-            result.add(
-                "GET /summary",
-                False,
-                f"{raw[-600:]} | {_reach(player, 'postgres', 'postgres-0', 5432)}",
-            )
-            return
-        answer = json.loads(raw)
-        if answer.get("status") != 503 or attempt == 2:
-            break
-        time.sleep(5)
-    body = answer.get("body") or {}
-    versions = body.get("model_versions") or {}
-    complete = bool(versions) and all(
-        v.get("unscored") == 0 and v.get("scored", 0) + v.get("errors", 0) == rows
-        for v in versions.values()
-    )
-    result.add(
-        f"GET /summary: {rows} items seeded, each scored once (or failed) per model version",
-        answer.get("status") == 200 and body.get("items") == rows and complete,
-        f"{answer.get('ms')} ms: {json.dumps(body)[:400]}",
-    )
-
-
-def _check_client_job(logs: list[str], result: Checks) -> None:
-    """synchronous: the line routed every item, and shipped some (the server answered)."""
-    for log in logs:
-        summary = next(
-            (json.loads(ln) for ln in reversed(log.splitlines()) if '"event": "summary"' in ln),
-            None,
-        )
-        ok = (
-            summary is not None
-            and summary["ship"] + summary["recheck"] == summary["items"] > 0
-            and summary["ship"] > 0
-        )
-        result.add(
-            "client routed every item (ship or recheck) and shipped some",
-            ok,
-            json.dumps(summary) if summary else log[-300:],
-        )
 
 
 def play(overlay: str, docs: list[Doc], *, timeout: float = 180) -> Checks:
@@ -910,11 +672,10 @@ def play(overlay: str, docs: list[Doc], *, timeout: float = 180) -> Checks:
                     if up and doc["kind"] == "StatefulSet" and command == ["redis-server"]:
                         _check_redis_memory(player, doc, result)
                 else:
-                    logs = _run_job(player, doc, result)
-                    if overlay == "synchronous" and "client" in declared(doc, pattern):
-                        _check_client_job(logs, result)
-            if overlay in FUNCTIONAL and healthy:
-                functional(player, FUNCTIONAL[overlay], result)
+                    check_logs(pattern, doc, _run_job(player, doc, result), result)
+            if healthy:
+                for call in pattern.smoke.calls:
+                    smoke_call(player, pattern, call, result)
         finally:
             player.teardown()
     return result

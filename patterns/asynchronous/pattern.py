@@ -1,6 +1,7 @@
 """Process declaration of asynchronous (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 PATTERN = Pattern(
     id="asynchronous",
@@ -28,4 +29,5 @@ PATTERN = Pattern(
     needs=("redis",),
     models=("digits-svc",),
     aliases=("async",),
+    smoke=Smoke(calls=(smoke.job(smoke.card("worker"), durable=True),)),
 )

@@ -5,9 +5,29 @@ scorers may run at once. The seed and score steps run to completion before the A
 (a seed Job and a scoring CronJob on Kubernetes).
 """
 
-from patterns.declare import Pattern, Process
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from patterns import smoke
+from patterns.declare import Call, Pattern, Process, Smoke, Verdict
 
 DATABASE = "sqlite:///{data}/batch_inference.db"
+
+
+def every_item_scored(out: Mapping[str, Any]) -> Verdict:
+    """GET /summary after the seed and one scoring run: each of the `expected` seeded items
+    has exactly one prediction or error per model version, none is unscored."""
+    body = smoke.mapping(out.get("body"))
+    rows = int(out.get("expected") or 0)
+    versions = smoke.mapping(body.get("model_versions"))
+    complete = bool(versions) and all(
+        v.get("unscored") == 0 and v.get("scored", 0) + v.get("errors", 0) == rows
+        for v in versions.values()
+    )
+    ok = out.get("status") == 200 and body.get("items") == rows and complete
+    return ok, f"{out.get('ms')} ms: {json.dumps(body)[:400]}"
+
 
 PATTERN = Pattern(
     id="batch_inference",
@@ -37,4 +57,16 @@ PATTERN = Pattern(
     ),
     models=("iris-svc",),
     aliases=("batch",),
+    smoke=Smoke(
+        calls=(
+            Call(
+                "get",
+                ("/summary", "{env:seed:MLSP_SEED_ROWS}"),
+                every_item_scored,
+                "GET /summary: {env:seed:MLSP_SEED_ROWS} items seeded, each scored once (or "
+                "failed) per model version",
+                retries=2,  # a 503 says when to come back (Retry-After): a client does
+            ),
+        )
+    ),
 )

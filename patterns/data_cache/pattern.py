@@ -1,8 +1,23 @@
 """Process declaration of data_cache (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 DATABASE = {"MLSP_DATABASE_URL": "sqlite:///{data}/data_cache.db"}
+
+# After the seed (MLSP_SEED_ITEMS=200) and warm-up (MLSP_WARMUP_LIMIT=100, in id order):
+# digit-0001 was warmed up (a hit on its first request), digit-0150 was not (a miss, then a
+# hit); an unknown id is 404, an id that could be a path 422.
+SMOKE_REQUESTS = [
+    {"path": "/predict/item", "json": {"item_id": item}, "expect": expect}
+    for item, expect in (
+        ("digit-0001", {"status": 200, "x_cache": "HIT"}),
+        ("digit-0150", {"status": 200, "x_cache": "MISS"}),
+        ("digit-0150", {"status": 200, "x_cache": "HIT"}),
+        ("digit-9999", {"status": 404}),
+        ("../x", {"status": 422}),
+    )
+]
 
 PATTERN = Pattern(
     id="data_cache",
@@ -44,4 +59,5 @@ PATTERN = Pattern(
     needs=("redis",),
     models=("digits-lr",),
     entry="api",
+    smoke=Smoke(calls=(smoke.requests(SMOKE_REQUESTS),)),
 )

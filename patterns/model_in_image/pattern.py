@@ -4,7 +4,8 @@ Locally the server reads the trained model folder; in the image the same folder 
 at /models/iris-svc at build time (docker/model-in-image.Dockerfile).
 """
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 PATTERN = Pattern(
     id="model_in_image",
@@ -17,4 +18,5 @@ PATTERN = Pattern(
         ),
     ),
     models=("iris-svc",),
+    smoke=Smoke(calls=(smoke.predict(),)),
 )

@@ -1,6 +1,7 @@
 """Process declaration of model_load (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 MODEL_DIR = "{workdir}/models/iris-svc"
 
@@ -28,4 +29,5 @@ PATTERN = Pattern(
     ),
     needs=("mlflow",),
     models=("iris-svc",),
+    smoke=Smoke(calls=(smoke.predict(),)),
 )

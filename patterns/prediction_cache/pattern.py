@@ -1,6 +1,16 @@
 """Process declaration of prediction_cache (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
+
+# The same row twice: the model's answer, then the cached one (a fresh Redis).
+SMOKE_REQUESTS = [
+    {"path": "/predict", "json": {"instances": [[5.1, 3.5, 1.4, 0.2]]}, "expect": expect}
+    for expect in (
+        {"status": 200, "x_cache": "MISS", "labels": ["setosa"]},
+        {"status": 200, "x_cache": "HIT", "labels": ["setosa"]},
+    )
+]
 
 PATTERN = Pattern(
     id="prediction_cache",
@@ -20,4 +30,5 @@ PATTERN = Pattern(
     needs=("redis",),
     models=("iris-svc",),
     aliases=("cache",),
+    smoke=Smoke(calls=(smoke.requests(SMOKE_REQUESTS),)),
 )

@@ -1,6 +1,28 @@
 """Process declaration of sync_async (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from collections.abc import Mapping
+from typing import Any
+
+from patterns import smoke
+from patterns.declare import Call, Pattern, Process, Smoke, Verdict
+
+
+def fast_then_final(out: Mapping[str, Any]) -> Verdict:
+    """A fast answer for every row now, then the final one done with the worker's labels."""
+    answer, final = smoke.mapping(out.get("answer")), smoke.mapping(out.get("final"))
+    fast, got = smoke.labels(answer.get("fast")), smoke.labels(final.get("result"))
+    expected = out.get("expected") or []
+    ok = (
+        out.get("status") == 200
+        and len(fast) == len(expected)
+        and final.get("status") == "done"
+        and got == expected
+    )
+    return ok, (
+        f"fast {fast} in {out.get('fast_ms')} ms, final {final.get('status')} {got} "
+        f"(expected {expected}), revised {smoke.mapping(final.get('result')).get('revised')}"
+    )
+
 
 PATTERN = Pattern(
     id="sync_async",
@@ -34,4 +56,14 @@ PATTERN = Pattern(
     needs=("redis",),
     models=("digits-lr", "digits-svc"),
     entry="proxy",
+    smoke=Smoke(
+        calls=(
+            Call(
+                "sync_async",
+                (smoke.card("worker"), smoke.POLL_SECONDS),
+                fast_then_final,
+                "POST {service}/predict: fast answer, then the final one by polling",
+            ),
+        )
+    ),
 )

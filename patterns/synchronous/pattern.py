@@ -1,6 +1,20 @@
 """Process declaration of synchronous (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+import json
+
+from patterns import smoke
+from patterns.declare import JobLog, Pattern, Process, Smoke, Verdict
+
+
+def routed_every_item(log: str) -> Verdict:
+    """The client's summary line: every item routed (ship or recheck) and some shipped (a Job
+    that sent everything to recheck because the server never answered exits 0 too)."""
+    lines = (ln for ln in reversed(log.splitlines()) if '"event": "summary"' in ln)
+    summary = smoke.mapping(json.loads(next(lines, "null")))
+    items, ship = summary.get("items", 0), summary.get("ship", 0)
+    ok = ship + summary.get("recheck", 0) == items > 0 and ship > 0
+    return ok, json.dumps(summary) if summary else log[-300:]
+
 
 PATTERN = Pattern(
     id="synchronous",
@@ -29,4 +43,14 @@ PATTERN = Pattern(
     ),
     models=("digits-lr",),
     aliases=("sync",),
+    smoke=Smoke(
+        calls=(smoke.predict(smoke.card("server")),),
+        logs=(
+            JobLog(
+                "client",
+                routed_every_item,
+                "client routed every item (ship or recheck) and shipped some",
+            ),
+        ),
+    ),
 )

@@ -1,6 +1,7 @@
 """Process declaration of web_single (see patterns/declare.py)."""
 
-from patterns.declare import Pattern, Process
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
 
 PATTERN = Pattern(
     id="web_single",
@@ -16,4 +17,5 @@ PATTERN = Pattern(
         ),
     ),
     models=("iris-svc",),
+    smoke=Smoke(calls=(smoke.predict(),)),
 )

@@ -7,7 +7,9 @@ import base64
 
 from kube import manifests, play
 from kube.manifests import Doc, pod_spec
-from patterns import runner
+from patterns import runner, smoke
+from patterns.prep_pred.pattern import most_keep_their_label
+from patterns.serial.pattern import gate_stops_outlier
 
 
 def _docs(overlay: str) -> list[Doc]:
@@ -103,8 +105,7 @@ def test_each_container_gets_the_built_image_of_its_model() -> None:
 
 
 def test_judging_answers() -> None:
-    ok, _ = play.judge(
-        "job",
+    ok, _ = smoke.job_done(
         {
             "status": 202,
             "ticket": {"job_id": "x"},
@@ -116,49 +117,37 @@ def test_judging_answers() -> None:
         },
     )
     assert ok
-    bad, detail = play.judge(
-        "predict", {"status": 200, "body": {"predictions": [{"label": "3"}]}, "expected": ["8"]}
+    bad, detail = smoke.same_labels(
+        {"status": 200, "body": {"predictions": [{"label": "3"}]}, "expected": ["8"]}
     )
     assert not bad and "expected ['8']" in detail
 
 
 def test_judging_the_proxies_and_caches() -> None:
-    ok, detail = play.judge(
-        "serial",
-        {
-            "status": 200,
-            "expected": ["setosa", "unknown"],
-            "body": {
-                "predictions": [{"label": "setosa"}, {"label": "unknown"}],
-                "stages": [{"name": "outlier", "rows": 2}, {"name": "classify", "rows": 1}],
-            },
+    answer = {
+        "status": 200,
+        "expected": ["setosa", "unknown"],
+        "body": {
+            "predictions": [{"label": "setosa"}, {"label": "unknown"}],
+            "stages": [{"name": "outlier", "rows": 2}, {"name": "classify", "rows": 1}],
         },
-    )
+    }
+    ok, detail = gate_stops_outlier(answer)
     assert ok, detail
     # the outlier went on to stage 2: the gate did not stop it
-    bad, _ = play.judge(
-        "serial",
-        {
-            "status": 200,
-            "expected": ["setosa", "unknown"],
-            "body": {
-                "predictions": [{"label": "setosa"}, {"label": "unknown"}],
-                "stages": [{"name": "outlier", "rows": 2}, {"name": "classify", "rows": 2}],
-            },
-        },
-    )
-    assert not bad
+    answer["body"]["stages"][1]["rows"] = 2  # type: ignore[index]
+    assert not gate_stops_outlier(answer)[0]
     images = [{"status": 200, "label": x} for x in ("4", "4", "2", "0", "3")]
-    ok, detail = play.judge("images", {"answers": images, "expected": ["1", "4", "2", "0", "3"]})
+    ok, detail = most_keep_their_label({"answers": images, "expected": ["1", "4", "2", "0", "3"]})
     assert ok and "4 of 5" in detail
     images[2] = {"status": 503, "label": None}
-    assert not play.judge("images", {"answers": images, "expected": ["1", "4", "2", "0", "3"]})[0]
+    assert not most_keep_their_label({"answers": images, "expected": ["1", "4", "2", "0", "3"]})[0]
     hit = {"status": 200, "x_cache": "HIT", "sent": {}, "expect": {"status": 200, "x_cache": "HIT"}}
-    assert play.judge("requests", {"answers": [hit]})[0]
+    assert smoke.as_expected({"answers": [hit]})[0]
     miss = {**hit, "x_cache": "MISS"}
-    ok, detail = play.judge("requests", {"answers": [hit, miss]})
+    ok, detail = smoke.as_expected({"answers": [hit, miss]})
     assert not ok and "MISS" in detail
-    assert not play.judge("requests", {"answers": []})[0]
+    assert not smoke.as_expected({"answers": []})[0]
 
 
 def test_redis_memory_settings_of_queues_and_caches() -> None:
