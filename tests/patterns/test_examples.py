@@ -62,6 +62,7 @@ def test_normalise_hides_ids_timings_and_dependency_ports_only() -> None:
     assert normalise(a) == normalise(b)
     assert normalise(a) != normalise(a.replace('"label":"1"', '"label":"7"'))
     assert normalise('"confidence": 0.8983') == normalise('"confidence": 0.8984')
+    assert normalise("card says 05e12f4c37c5…") == normalise("card says e703daec9d27…")
 
 
 CURL_SHORTHAND = re.compile(r"curl\b[^\n]*?\s:\d{2,5}\b|curl\b[^\n]*?\slocalhost:\d")
