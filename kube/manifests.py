@@ -6,7 +6,8 @@
 2. Semantics a schema cannot express: DNS-1123 names, selectors that match their pod
    templates, Services/PDBs/HPAs/NetworkPolicies that point at something, ConfigMap and PVC
    references, named ports, Service port == containerPort, unique selectors.
-3. The project's security baseline (PATTERNS.md, cross-cutting) on every pod and container.
+3. The project's security baseline (docs/catalogue.md, shared conventions) on every pod and
+   container.
 4. The overlay runs the same processes as the pattern's local-runner declaration.
 """
 

@@ -17,11 +17,11 @@ MLFLOW = '"$(make url PATTERN=model_load PROCESS=mlflow)"'
 PRINT = 'import json, sys; m = json.load(sys.stdin); print(m["name"], m["version"], m["sha256"])'
 ALIAS = (
     f"curl -s {MLFLOW}'/api/2.0/mlflow/registered-models/alias?name=iris-svc&alias=production'"
-    " | python3 -c 'import json, sys; v = json.load(sys.stdin)[\"model_version\"];"
+    ' | python3 -c \'import json, sys; v = json.load(sys.stdin)["model_version"];'
     ' print(v["name"], v["version"], v["tags"])\''
 )
 LOADER = ".venv/bin/python -m serving.loader --dest data/loaded/iris-svc"
-LAST_LINE = "2>&1 | tail -1; echo \"exit code ${PIPESTATUS[0]}\""
+LAST_LINE = '2>&1 | tail -1; echo "exit code ${PIPESTATUS[0]}"'
 
 VOLATILE = [(re.compile(r'"retry_in_s":[\d.]+'), '"retry_in_s":<n>')]
 """The loader's backoff is jittered."""

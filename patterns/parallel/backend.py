@@ -1,4 +1,5 @@
-"""parallel, a backend: one model server (the §0 API); MLSP_MODEL_DIR picks the model, so the
+"""parallel, a backend: one model server (the shared API, docs/catalogue.md); MLSP_MODEL_DIR
+picks the model, so the
 three one-vs-rest iris models run from the same image and module.
 
     MLSP_MODEL_DIR=data/models/iris-ovr-setosa python -m patterns.parallel.backend

@@ -1,4 +1,5 @@
-"""serial, a stage: one model server (the §0 API); MLSP_MODEL_DIR picks the model (iris-ocsvm
+"""serial, a stage: one model server (the shared API, docs/catalogue.md); MLSP_MODEL_DIR
+picks the model (iris-ocsvm
 for the outlier gate, iris-svc for the classifier), one image for every stage.
 
     MLSP_MODEL_DIR=data/models/iris-ocsvm python -m patterns.serial.stage

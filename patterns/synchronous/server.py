@@ -1,4 +1,4 @@
-"""synchronous, the server: the §0 model server (digits-lr) with admission control.
+"""synchronous, the server: the shared model server (digits-lr) with admission control.
 
 It honours `X-Request-Deadline-Ms` (504 once the client's deadline passes, the work cancelled)
 and sheds load above MLSP_MAX_INFLIGHT (503 + Retry-After) instead of queueing: a client
