@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from kube import deploy, images, manifests, play, verify
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kube",
         description=__doc__,
@@ -33,46 +34,77 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("render", "deploy", "undeploy"):
         sub.add_parser(name).add_argument("pattern")
     sub.add_parser("verify", add_help=False, help="options: python -m kube verify --help")
+    return parser
+
+
+def _build(args: argparse.Namespace) -> int:
+    pattern = deploy.manifests_pattern(args.pattern) if args.pattern else None
+    for ref in images.build(pattern, model_uri=args.model_uri).values():
+        print(ref)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    failed = 0
+    for overlay in args.overlays or manifests.overlays():
+        docs, errors = manifests.check_overlay(deploy.manifests_pattern(overlay))
+        print(f"{overlay}: {len(docs)} objects, {len(errors)} errors")
+        for e in errors:
+            print(f"  ERROR {e}")
+        failed += bool(errors)
+    return 1 if failed else 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    failed = 0
+    for overlay in args.overlays:
+        pattern = deploy.manifests_pattern(overlay)
+        refs = images.build(pattern, quiet=True)
+        docs, errors = manifests.check_overlay(pattern)
+        for e in errors:
+            print(f"  ERROR {e}")
+        ok = not errors and play.play(pattern, play.with_images(docs, refs)).ok
+        print(f"{pattern}: {'runs' if ok else 'FAILS'} under podman kube play")
+        failed += not ok
+    return 1 if failed else 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    print(manifests.render(deploy.manifests_pattern(args.pattern)), end="")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    deploy.deploy(args.pattern)
+    return 0
+
+
+def _undeploy(args: argparse.Namespace) -> int:
+    deploy.undeploy(args.pattern)
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "build": _build,
+    "check": _check,
+    "play": _play,
+    "render": _render,
+    "deploy": _deploy,
+    "undeploy": _undeploy,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["verify"]:
         return verify.main(argv[1:])
     args = parser.parse_args(argv)
     try:
-        if args.command == "build":
-            pattern = deploy.manifests_pattern(args.pattern) if args.pattern else None
-            for ref in images.build(pattern, model_uri=args.model_uri).values():
-                print(ref)
-        elif args.command == "check":
-            failed = 0
-            for overlay in args.overlays or manifests.overlays():
-                docs, errors = manifests.check_overlay(deploy.manifests_pattern(overlay))
-                print(f"{overlay}: {len(docs)} objects, {len(errors)} errors")
-                for e in errors:
-                    print(f"  ERROR {e}")
-                failed += bool(errors)
-            return 1 if failed else 0
-        elif args.command == "play":
-            failed = 0
-            for overlay in args.overlays:
-                pattern = deploy.manifests_pattern(overlay)
-                refs = images.build(pattern, quiet=True)
-                docs, errors = manifests.check_overlay(pattern)
-                for e in errors:
-                    print(f"  ERROR {e}")
-                ok = not errors and play.play(pattern, play.with_images(docs, refs)).ok
-                print(f"{pattern}: {'runs' if ok else 'FAILS'} under podman kube play")
-                failed += not ok
-            return 1 if failed else 0
-        elif args.command == "render":
-            print(manifests.render(deploy.manifests_pattern(args.pattern)), end="")
-        elif args.command == "deploy":
-            deploy.deploy(args.pattern)
-        elif args.command == "undeploy":
-            deploy.undeploy(args.pattern)
+        return _COMMANDS[args.command](args)
     except (deploy.DeployError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

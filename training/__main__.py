@@ -16,7 +16,7 @@ import sys
 from training.catalog import MODELS, get_spec
 from training.pipeline import run_model
 from training.register import PRODUCTION, promote
-from training.settings import get_settings
+from training.settings import TrainingSettings, get_settings
 
 STEPS = ["data", "train", "evaluate", "export", "register"]
 
@@ -29,7 +29,7 @@ def _models(args: argparse.Namespace) -> list[str]:
     return [get_spec(m).name for m in args.model]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description=__doc__,
@@ -50,22 +50,26 @@ def main(argv: list[str] | None = None) -> int:
                 help="then point @production at the registered version (a cluster's first models)",
             )
     sub.add_parser("list")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = get_settings()
+    return parser
 
-    if args.command == "list":
-        for spec in MODELS.values():
-            print(f"{spec.name:24} {spec.dataset:7} {spec.task}")
-        return 0
-    names = _models(args)
-    if args.command == "promote":
-        if args.version and len(names) != 1:
-            raise SystemExit("--version needs exactly one --model")
-        for name in names:
-            promoted = promote(name, settings, args.version, args.alias)
-            print(f"{name}@{args.alias} -> version {promoted}")
-        return 0
+
+def _list() -> int:
+    for spec in MODELS.values():
+        print(f"{spec.name:24} {spec.dataset:7} {spec.task}")
+    return 0
+
+
+def _promote(args: argparse.Namespace, names: list[str], settings: TrainingSettings) -> int:
+    if args.version and len(names) != 1:
+        raise SystemExit("--version needs exactly one --model")
+    for name in names:
+        promoted = promote(name, settings, args.version, args.alias)
+        print(f"{name}@{args.alias} -> version {promoted}")
+    return 0
+
+
+def _run(args: argparse.Namespace, names: list[str], settings: TrainingSettings) -> int:
+    """`run` (up to register, then maybe promote) or one step: the pipeline for each model."""
     until = "register" if args.command == "run" else args.command
     for name in names:
         version = run_model(get_spec(name), settings, until=until)
@@ -75,6 +79,19 @@ def main(argv: list[str] | None = None) -> int:
                 promote(name, settings, version)
                 print(f"{name}@{PRODUCTION} -> version {version}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+
+    if args.command == "list":
+        return _list()
+    names = _models(args)
+    if args.command == "promote":
+        return _promote(args, names, settings)
+    return _run(args, names, settings)
 
 
 if __name__ == "__main__":

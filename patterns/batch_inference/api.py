@@ -29,6 +29,54 @@ class ApiSettings(ServingSettings, DbSettings):
     connect_timeout_seconds: int = 2
 
 
+def _read_item(db: Db, item_id: int) -> tuple[Any, list[Any]]:
+    """The item's row (None if it does not exist) and its predictions, by model version."""
+    found = db.execute("SELECT id FROM items WHERE id = %s", (item_id,)).fetchone()
+    rows = db.execute(
+        "SELECT model_version, label, probabilities, error FROM predictions "
+        "WHERE item_id = %s ORDER BY model_version",
+        (item_id,),
+    ).fetchall()
+    return found, rows
+
+
+def _predictions(rows: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model_version": v,
+            "label": label,
+            "probabilities": json.loads(p) if p else None,
+            "error": err,
+        }
+        for v, label, p, err in rows
+    ]
+
+
+def _read_summary(db: Db) -> tuple[int, list[Any]]:
+    """How many items, and the prediction counts by model version, label and failure."""
+    items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    rows = db.execute(
+        "SELECT model_version, label, error IS NOT NULL, COUNT(*) FROM predictions "
+        "GROUP BY model_version, label, error IS NOT NULL"
+    ).fetchall()
+    return items, rows
+
+
+def _per_version(items: int, rows: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per model version: scored, errors, unscored and the per-label counts."""
+    versions: dict[str, dict[str, Any]] = {}
+    for version, label, failed, count in rows:
+        v = versions.setdefault(version, {"scored": 0, "errors": 0, "labels": {}})
+        if failed:
+            v["errors"] += count
+        else:
+            v["scored"] += count
+            v["labels"][label] = count
+    for v in versions.values():
+        v["unscored"] = items - v["scored"] - v["errors"]
+    return versions
+
+
 def build(settings: ApiSettings) -> FastAPI:
     query = Store(settings, service=settings.service).run
 
@@ -49,51 +97,15 @@ def build(settings: ApiSettings) -> FastAPI:
             responses=ERRORS,
         )
         async def item(item_id: int = Path(ge=1, le=2**62)) -> Response:
-            def read(db: Db) -> tuple[Any, list[Any]]:
-                found = db.execute("SELECT id FROM items WHERE id = %s", (item_id,)).fetchone()
-                rows = db.execute(
-                    "SELECT model_version, label, probabilities, error FROM predictions "
-                    "WHERE item_id = %s ORDER BY model_version",
-                    (item_id,),
-                ).fetchall()
-                return found, rows
-
-            found, rows = await query(read)
+            found, rows = await query(lambda db: _read_item(db, item_id))
             if found is None:
                 raise NotFound(f"item {item_id} does not exist", field="item_id")
-            preds = [
-                {
-                    "model_version": v,
-                    "label": label,
-                    "probabilities": json.loads(p) if p else None,
-                    "error": err,
-                }
-                for v, label, p, err in rows
-            ]
-            return json_response({"item_id": item_id, "predictions": preds})
+            return json_response({"item_id": item_id, "predictions": _predictions(rows)})
 
         @app.get("/summary", tags=["results"], summary="Scored, failed and per-label counts")
         async def summary() -> Response:
-            def read(db: Db) -> tuple[int, list[Any]]:
-                items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-                rows = db.execute(
-                    "SELECT model_version, label, error IS NOT NULL, COUNT(*) FROM predictions "
-                    "GROUP BY model_version, label, error IS NOT NULL"
-                ).fetchall()
-                return items, rows
-
-            items, rows = await query(read)
-            versions: dict[str, dict[str, Any]] = {}
-            for version, label, failed, count in rows:
-                v = versions.setdefault(version, {"scored": 0, "errors": 0, "labels": {}})
-                if failed:
-                    v["errors"] += count
-                else:
-                    v["scored"] += count
-                    v["labels"][label] = count
-            for v in versions.values():
-                v["unscored"] = items - v["scored"] - v["errors"]
-            return json_response({"items": items, "model_versions": versions})
+            items, rows = await query(_read_summary)
+            return json_response({"items": items, "model_versions": _per_version(items, rows)})
 
     return create_app(settings, needs_model=False, extend=extend)
 

@@ -20,6 +20,8 @@ import asyncio
 import sys
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -32,6 +34,7 @@ from serving.upstream import (
     Backend,
     Budget,
     Malformed,
+    Outcome,
     ProxySettings,
     ServiceUrl,
     call,
@@ -50,6 +53,61 @@ class PrepSettings(ProxySettings):
     default_budget_ms: int = Field(2000, ge=1, le=60_000)
     """Decoding a large image takes time before pred's 1 s: a slow pred is then a 503 naming
     it (its own timeout), not a 504 (the request's budget)."""
+
+
+def _model_metadata(body: bytes) -> dict[str, Any]:
+    """pred's OIP model metadata, checked for what prep reads from it (else Malformed)."""
+    try:
+        meta: dict[str, Any] = orjson.loads(body)
+        valid = (
+            isinstance(meta["inputs"][0]["name"], str)
+            and isinstance(meta["parameters"]["labels"], list)
+            and isinstance(meta["versions"], list)
+            and len(meta["outputs"]) == 2
+        )
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        valid = False
+    if not valid:
+        raise Malformed("pred", "not OIP model metadata")
+    return meta
+
+
+def _infer_request(rid: str, input_name: str, x: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """The OIP inference request for one preprocessed image, stamped with its contract."""
+    return {
+        "id": rid,
+        "inputs": [
+            {
+                "name": input_name,
+                "shape": [1, int(x.shape[0])],
+                "datatype": "FP32",
+                "data": x.tolist(),
+            }
+        ],
+        "parameters": {"preprocess_version": preprocessing.PREPROCESS_VERSION},
+    }
+
+
+def _pred_failure(outcome: Outcome) -> Exception:
+    """The error for a failed call to pred: the budget's, or a 503 naming pred (and its code)."""
+    if outcome.out_of_budget:
+        return outcome.as_error()
+    code = ((outcome.body or {}).get("error") or {}).get("code")
+    return Unavailable(
+        f"pred failed: {outcome.error}" + (f" ({code})" if code else ""),
+        dependency="pred",
+        reason=code or outcome.error,
+    )
+
+
+def _prediction(body: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, int, dict[str, Any]]:
+    """Label, class id and per-label probabilities from pred's answer, read by its metadata."""
+    outputs = {o["name"]: o["data"] for o in body["outputs"]}
+    label_out, scores_out = (o["name"] for o in meta["outputs"])  # OIP metadata order
+    labels = meta["parameters"]["labels"]
+    class_id = int(outputs[label_out][0])
+    probabilities = dict(zip(labels, outputs[scores_out], strict=True))
+    return labels[class_id], class_id, probabilities
 
 
 def build(settings: PrepSettings) -> FastAPI:
@@ -77,18 +135,7 @@ def build(settings: PrepSettings) -> FastAPI:
             ) from None
         if resp.status != 200:
             raise Unavailable(f"pred metadata: status {resp.status}", dependency="pred")
-        try:
-            meta = orjson.loads(resp.body)
-            valid = (
-                isinstance(meta["inputs"][0]["name"], str)
-                and isinstance(meta["parameters"]["labels"], list)
-                and isinstance(meta["versions"], list)
-                and len(meta["outputs"]) == 2
-            )
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            valid = False
-        if not valid:
-            raise Malformed("pred", "not OIP model metadata")
+        meta = _model_metadata(resp.body)
         up.set(1)
         known.clear()
         known.update(meta)
@@ -104,18 +151,7 @@ def build(settings: PrepSettings) -> FastAPI:
             max_side=settings.max_image_side,
         )
         meta = await metadata(rid, budget)
-        tensor = {
-            "id": rid,
-            "inputs": [
-                {
-                    "name": meta["inputs"][0]["name"],
-                    "shape": [1, int(x.shape[0])],
-                    "datatype": "FP32",
-                    "data": x.tolist(),
-                }
-            ],
-            "parameters": {"preprocess_version": preprocessing.PREPROCESS_VERSION},
-        }
+        tensor = _infer_request(rid, meta["inputs"][0]["name"], x)
         outcome = await call(
             client,
             pred,
@@ -126,23 +162,11 @@ def build(settings: PrepSettings) -> FastAPI:
             service=settings.service,
         )
         if not outcome.ok:
-            if outcome.out_of_budget:
-                raise outcome.as_error()
-            code = ((outcome.body or {}).get("error") or {}).get("code")
-            raise Unavailable(
-                f"pred failed: {outcome.error}" + (f" ({code})" if code else ""),
-                dependency="pred",
-                reason=code or outcome.error,
-            )
+            raise _pred_failure(outcome)
         body = outcome.body or {}
         try:
             meta = await metadata(rid, budget, str(body["model_version"]))
-            outputs = {o["name"]: o["data"] for o in body["outputs"]}
-            label_out, scores_out = (o["name"] for o in meta["outputs"])  # OIP metadata order
-            labels = meta["parameters"]["labels"]
-            class_id = int(outputs[label_out][0])
-            probabilities = dict(zip(labels, outputs[scores_out], strict=True))
-            label = labels[class_id]
+            label, class_id, probabilities = _prediction(body, meta)
         except (KeyError, IndexError, TypeError, ValueError):
             raise Malformed("pred", "not an OIP inference answer for this model") from None
         return json_response(

@@ -34,6 +34,7 @@ from serving.upstream import (
     Backend,
     Budget,
     Malformed,
+    Outcome,
     ProxySettings,
     call,
     proxy_app,
@@ -52,6 +53,37 @@ class Stage(Backend):
 
 class SerialSettings(ProxySettings):
     stages: list[Stage] = Field(min_length=1)
+
+
+def _skip_or_raise(
+    stage: Stage, outcome: Outcome, step: dict[str, Any], trace: list[dict[str, Any]]
+) -> None:
+    """A failed stage: raise (with the trace so far) unless it may be skipped, then mark it."""
+    if outcome.client_error or outcome.out_of_budget or stage.on_error == "fail":
+        error = outcome.as_error()
+        error.extra["stages"] = trace
+        raise error
+    step["outcome"] = "skipped"
+    step["error"] = outcome.error
+
+
+def _gate(
+    stage: Stage,
+    threshold: float,
+    pending: list[int],
+    predictions: list[dict[str, Any]],
+    answers: list[dict[str, Any] | None],
+) -> list[int]:
+    """Answer "unknown" for the rows scoring below the threshold; the rows that go on."""
+    still = []
+    for i, p in zip(pending, predictions, strict=True):
+        if not isinstance(p.get("score"), int | float):
+            raise Malformed(stage.name, "a gate needs an outlier model's `score`")
+        if p["score"] < threshold:
+            answers[i] = {"label": UNKNOWN, "stopped_by": stage.name, "score": p["score"]}
+        else:
+            still.append(i)
+    return still
 
 
 def build(settings: SerialSettings) -> FastAPI:
@@ -83,12 +115,7 @@ def build(settings: SerialSettings) -> FastAPI:
             step = {**outcome.trace(), "rows": len(pending)}
             trace.append(step)
             if not outcome.ok:
-                if outcome.client_error or outcome.out_of_budget or stage.on_error == "fail":
-                    error = outcome.as_error()
-                    error.extra["stages"] = trace
-                    raise error
-                step["outcome"] = "skipped"
-                step["error"] = outcome.error
+                _skip_or_raise(stage, outcome, step, trace)
                 failed.append(stage.name)
                 continue
             predictions = outcome.predictions(len(pending))
@@ -96,14 +123,7 @@ def build(settings: SerialSettings) -> FastAPI:
                 for i, p in zip(pending, predictions, strict=True):
                     answers[i] = p
                 continue
-            still = []
-            for i, p in zip(pending, predictions, strict=True):
-                if not isinstance(p.get("score"), int | float):
-                    raise Malformed(stage.name, "a gate needs an outlier model's `score`")
-                if p["score"] < stage.stop_below:
-                    answers[i] = {"label": UNKNOWN, "stopped_by": stage.name, "score": p["score"]}
-                else:
-                    still.append(i)
+            still = _gate(stage, stage.stop_below, pending, predictions, answers)
             step["stopped"] = len(pending) - len(still)
             pending = still
         if any(a is None for a in answers):

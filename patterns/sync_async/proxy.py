@@ -45,6 +45,44 @@ class ProxySettings(JobSettings):
     """Read budget for the fast model; past it the client gets fast:null and the ticket."""
 
 
+def _fast_answer(status: int, raw: bytes) -> dict[str, Any] | None:
+    """The fast model's answer without its request_id, or None (logged) if it is not one."""
+    if status != 200:
+        log.warning("fast model failed", extra={"status": status})
+        return None
+    try:
+        body: dict[str, Any] = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        log.warning("fast model answered something else than JSON")
+        return None
+    preds = body.get("predictions") if isinstance(body, dict) else None
+    if not isinstance(preds, list) or not all(isinstance(p, dict) and "label" in p for p in preds):
+        log.warning("fast model answered an unexpected body")
+        return None
+    body.pop("request_id", None)
+    return body
+
+
+async def _submit(
+    queue: JobQueue, payload: dict[str, bytes | str], fast: dict[str, Any] | None
+) -> str | None:
+    """The job's id, or None when the queue is down or full but the fast answer can go out."""
+    try:
+        job_id, _ = await queue.submit(payload)
+    except (*OUTAGE, OSError) as exc:
+        if fast is None:
+            raise Unavailable(
+                "neither the fast model nor the queue is available",
+                dependency="fast,redis",
+            ) from exc
+        return None
+    except Unavailable:  # queue_full: the fast answer still goes out
+        if fast is None:
+            raise
+        return None
+    return job_id
+
+
 def build(settings: ProxySettings) -> FastAPI:
     upstream = Upstream()  # keep-alive pool to `fast` (serving/h1.py)
 
@@ -64,22 +102,7 @@ def build(settings: ProxySettings) -> FastAPI:
         except h1.H1Error as exc:
             log.warning("fast model unavailable", extra={"error": type(exc).__name__})
             return None
-        if resp.status != 200:
-            log.warning("fast model failed", extra={"status": resp.status})
-            return None
-        try:
-            body: dict[str, Any] = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            log.warning("fast model answered something else than JSON")
-            return None
-        preds = body.get("predictions") if isinstance(body, dict) else None
-        if not isinstance(preds, list) or not all(
-            isinstance(p, dict) and "label" in p for p in preds
-        ):
-            log.warning("fast model answered an unexpected body")
-            return None
-        body.pop("request_id", None)
-        return body
+        return _fast_answer(resp.status, resp.body)
 
     def routes(app: FastAPI, state: ServiceState, queue: JobQueue) -> None:
         async def handle(request: Request) -> Response:
@@ -89,18 +112,8 @@ def build(settings: ProxySettings) -> FastAPI:
             if fast is not None:
                 labels = [p["label"] for p in fast["predictions"]]
                 payload["fast"] = orjson.dumps(labels)
-            try:
-                job_id, _ = await queue.submit(payload)
-            except (*OUTAGE, OSError) as exc:
-                if fast is None:
-                    raise Unavailable(
-                        "neither the fast model nor the queue is available",
-                        dependency="fast,redis",
-                    ) from exc
-                return json_response({"job_id": None, "fast": fast, "final": "unavailable"})
-            except Unavailable:  # queue_full: the fast answer still goes out
-                if fast is None:
-                    raise
+            job_id = await _submit(queue, payload, fast)
+            if job_id is None:
                 return json_response({"job_id": None, "fast": fast, "final": "unavailable"})
             url = f"/jobs/{job_id}"
             body = {"job_id": job_id, "fast": fast, "final_url": url, "events_url": f"{url}/events"}
