@@ -6,7 +6,9 @@ Every error leaves the server as `{"error": {"code", "message", "request_id", ..
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 
 class ApiError(Exception):
@@ -107,6 +109,26 @@ class Unavailable(ApiError):
 class DeadlineExceeded(ApiError):
     status_code = 504
     code = "deadline_exceeded"
+
+
+class Rendered(NamedTuple):
+    """An error as it leaves the server: status, JSON body, headers (lower-case, bytes)."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+def render(exc: ApiError, request_id: str | None) -> Rendered:
+    """The one renderer of errors: the FastAPI handlers and the raw-ASGI fast path both call
+    it, so a 4xx/5xx has the same body and headers whichever path served the request."""
+    headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    return Rendered(exc.status_code, orjson.dumps(exc.body(request_id)), headers)
+
+
+def internal(request_id: str | None) -> Rendered:
+    """An unexpected exception, after it was logged: a 500 that names no internals."""
+    return render(ApiError("internal error"), request_id)
 
 
 def field_path(loc: Sequence[str | int]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,16 +23,17 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import Field, ValidationError
 
 from serving import metrics, preprocessing
-from serving.app import (
-    create_app,
+from serving.app import create_app
+from serving.errors import ApiError, BadRequest
+from serving.inference import (
     invalid_from_pydantic,
     json_response,
     prediction_body,
     read_body,
     to_matrix,
 )
-from serving.errors import ApiError, BadRequest
-from serving.model import OnnxModel, Prediction
+from serving.model import ModelCard, Prediction
+from serving.predictor import Call
 from serving.queue import (
     PENDING,
     Delivery,
@@ -47,6 +47,7 @@ from serving.queue import (
 )
 from serving.redis_client import connect, outage_as_503, ready_check
 from serving.schemas import PREDICT_ADAPTER
+from serving.server import serve
 from serving.state import ServiceState
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -138,17 +139,17 @@ def install_job_routes(app: FastAPI, queue: JobQueue, s: JobSettings) -> None:
         )
 
 
-def _decode(d: Delivery, model: OnnxModel, s: JobSettings) -> npt.NDArray[np.float32] | Rejected:
+def _decode(d: Delivery, card: ModelCard, s: JobSettings) -> npt.NDArray[np.float32] | Rejected:
     kind, data = d.get("kind"), d.get("input") or b""
     try:
         if kind == b"image":
-            if model.card.preprocess is None:
-                return Rejected(f"{model.card.name} takes feature rows, not images")
+            if card.preprocess is None:
+                return Rejected(f"{card.name} takes feature rows, not images")
             return preprocessing.preprocess_image(
                 data, max_bytes=s.max_image_bytes, max_side=s.max_image_side
             ).reshape(1, -1)
         req = PREDICT_ADAPTER.validate_json(data)
-        return to_matrix(req.instances, model.card.n_features, s.max_batch)
+        return to_matrix(req.instances, card.n_features, s.max_batch)
     except ValidationError as exc:
         return Rejected(invalid_from_pydantic(exc).message)
     except ApiError as exc:
@@ -162,18 +163,13 @@ def model_handler(state: ServiceState, pattern: str) -> Handler:
     assert isinstance(s, JobSettings)
 
     async def handle(batch: list[Delivery]) -> list[Outcome]:
-        model = state.require_model()
-        decoded = [_decode(d, model, s) for d in batch]
+        predictor = state.ready()
+        card = predictor.card
+        decoded = [_decode(d, card, s) for d in batch]
         rows = [x for x in decoded if not isinstance(x, Rejected)]
         out: Prediction | None = None
-        if rows:
-            started = time.perf_counter()
-            out = await asyncio.to_thread(model.predict, np.vstack(rows))
-            if s.simulated_latency_ms:
-                await asyncio.sleep(s.simulated_latency_ms / 1000)
-            metrics.INFERENCE_DURATION.labels(s.service, model.card.name).observe(
-                time.perf_counter() - started
-            )
+        if rows:  # a batch, off the event loop whatever MLSP_INFERENCE_OFFLOAD says
+            out = await predictor.predict(np.vstack(rows), Call(offload=True))
         outcomes: list[Outcome] = []
         at = 0
         for d, x in zip(batch, decoded, strict=True):
@@ -184,7 +180,7 @@ def model_handler(state: ServiceState, pattern: str) -> Handler:
             n = len(x)
             part = Prediction(out.class_ids[at : at + n], out.scores[at : at + n])
             at += n
-            body = prediction_body(d.job_id, model, part)
+            body = prediction_body(d.job_id, card, part)
             del body["request_id"]
             fast = d.get("fast")
             if fast is not None:
@@ -210,11 +206,9 @@ def worker_app(settings: JobSettings, pattern: str) -> FastAPI:
         app.state.worker = worker
 
         async def consume() -> None:
-            # plain flags set by the model loader and the signal handler
-            while state.model is None and not state.draining and not state.fatal:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
+            ready = await state.wait_for_model()
             try:
-                if state.model is not None:
+                if ready is not None:
                     await worker.run(lambda: state.draining)
             except Exception as exc:  # never a live process that silently stopped consuming
                 state.die(f"queue consumer stopped: {exc!r}")
@@ -276,8 +270,6 @@ def job_api(
 
 def serve_worker(pattern: str) -> int:
     """Entry point of a queue worker process (settings from MLSP_*)."""
-    from serving.server import serve
-
     os.environ.setdefault("MLSP_PATTERN", pattern)
     settings = JobSettings()
     return serve(worker_app(settings, pattern), settings)
@@ -285,8 +277,6 @@ def serve_worker(pattern: str) -> int:
 
 def serve_job_api(pattern: str) -> int:
     """Entry point of a job API process (settings from MLSP_*)."""
-    from serving.server import serve
-
     os.environ.setdefault("MLSP_PATTERN", pattern)
     settings = JobSettings()
     return serve(job_api(settings, pattern)[0], settings)

@@ -17,12 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import metrics
 from serving.admission import DEADLINE_HEADER, Admission
-from serving.errors import ApiError, DeadlineExceeded, PayloadTooLarge
+from serving.errors import ApiError, DeadlineExceeded, PayloadTooLarge, internal, render
 from serving.logs import AccessLog
 
 log = logging.getLogger("serving")
@@ -81,8 +80,7 @@ async def _send_json(
 
 
 async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
-    await _send_json(send, exc.status_code, orjson.dumps(exc.body(request_id)), headers)
+    await _send_json(send, *render(exc, request_id))
 
 
 class RequestContextMiddleware:
@@ -229,8 +227,7 @@ class RequestContextMiddleware:
             payload, headers = split_result(await route.handler(body, request_id, log_extra))
             return 200, payload, headers
         except ApiError as exc:
-            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
-            return exc.status_code, orjson.dumps(exc.body(request_id)), headers
+            return render(exc, request_id)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
-            return 500, orjson.dumps(ApiError("internal error").body(request_id)), []
+            return internal(request_id)

@@ -15,10 +15,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.errors import InvalidInput, NotFound, Skew
-from serving.model import OnnxModel
-
-from .app import ERRORS, infer, invalid_from_pydantic, json_response, read_body, to_matrix
-from .state import ServiceState
+from serving.inference import ERRORS, invalid_from_pydantic, json_response, read_body, to_matrix
+from serving.model import ModelCard
+from serving.predictor import Call, Predictor
+from serving.state import ServiceState
 
 PROTOCOL_VERSION = "2"
 DATATYPES = {"FP32", "FP64", "INT32", "INT64"}
@@ -105,11 +105,10 @@ OIP_DTYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "
 
 
 def check_contract(
-    model: OnnxModel, tensor: InferInput, parameters: dict[str, Any] | None, *, strict: bool
+    card: ModelCard, tensor: InferInput, parameters: dict[str, Any] | None, *, strict: bool
 ) -> None:
     """The skew guard: the tensor must have been prepared for this model. The preprocessing
     version is checked whenever it is sent (always, when `strict`); dtype and shape when strict."""
-    card = model.card
     sent = (parameters or {}).get("preprocess_version")
     wanted = card.preprocess.version if card.preprocess is not None else None
     if strict or sent is not None:
@@ -152,19 +151,20 @@ def check_contract(
         )
 
 
-def _model_for(state: ServiceState, name: str, version: str | None) -> OnnxModel:
-    model = state.require_model()
-    if name != model.card.name:
-        raise NotFound(f"model {name!r} is not served here; this server serves {model.card.name!r}")
-    if version is not None and version != model.card.version:
+def _model_for(state: ServiceState, name: str, version: str | None) -> Predictor:
+    predictor = state.ready()
+    card = predictor.card
+    if name != card.name:
+        raise NotFound(f"model {name!r} is not served here; this server serves {card.name!r}")
+    if version is not None and version != card.version:
         raise NotFound(
-            f"{name} version {version!r} is not served; served version is {model.card.version!r}"
+            f"{name} version {version!r} is not served; served version is {card.version!r}"
         )
-    return model
+    return predictor
 
 
-def _metadata(model: OnnxModel) -> dict[str, Any]:
-    card = model.card
+def _metadata(predictor: Predictor) -> dict[str, Any]:
+    card = predictor.card
     k = 1 if card.task == "outlier" else len(card.labels)
     return {
         "name": card.name,
@@ -245,14 +245,14 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
     }
 
     async def run_infer(request: Request, name: str, version: str | None) -> Response:
-        model = _model_for(state, name, version)
+        predictor = _model_for(state, name, version)
         body = await read_body(request, s.max_body_bytes)
         try:
             req = InferRequest.model_validate_json(body)
         except ValidationError as exc:
             raise invalid_from_pydantic(exc) from None
         tensor = req.inputs[0]
-        card = model.card
+        card = predictor.card
         if tensor.name != card.input.name:
             raise InvalidInput(
                 [
@@ -262,7 +262,7 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
                     )
                 ]
             )
-        check_contract(model, tensor, req.parameters, strict=s.require_contract)
+        check_contract(card, tensor, req.parameters, strict=s.require_contract)
         if tensor.datatype not in DATATYPES:
             raise InvalidInput(
                 [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]
@@ -280,7 +280,9 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
             )
         rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
         x = to_matrix(rows, width, s.max_batch, field="inputs[0].data")
-        out = await infer(state, model, x)
+        rid = req.id or request.scope["state"]["request_id"]
+        call = Call(rid, request.scope["state"]["log_extra"])
+        out = await predictor.predict(x, call)
         tensors = {
             card.outputs["label"]: {
                 "name": card.outputs["label"],
@@ -301,14 +303,14 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
             raise InvalidInput(
                 [("outputs", f"unknown outputs {unknown}; the model has {list(tensors)}")]
             )
-        rid = req.id or request.scope["state"]["request_id"]
         return json_response(
             {
                 "model_name": card.name,
                 "model_version": card.version,
                 "id": rid,
                 "outputs": [tensors[n] for n in wanted],
-            }
+            },
+            headers={k.decode(): v.decode() for k, v in call.headers},
         )
 
     @app.post(

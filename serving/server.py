@@ -18,8 +18,9 @@ from typing import TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from serving.app import create_app
 from serving.logs import AccessLog, configure_logging
-from serving.settings import ServingSettings
+from serving.settings import ServingSettings, get_settings
 from serving.state import ServiceState
 
 log = logging.getLogger("serving")
@@ -100,9 +101,6 @@ def serve_pattern(pattern: str, settings_type: type[S], build: Callable[[S], Fas
 def serve_model(pattern: str) -> int:
     """Entry point of a single-model server: the shared API for the model in MLSP_MODEL_DIR.
     `pattern` is the default of MLSP_PATTERN (the pattern named in logs)."""
-    from serving.app import create_app
-    from serving.settings import get_settings
-
     os.environ.setdefault("MLSP_PATTERN", pattern)
     settings = get_settings()
     return serve(create_app(settings), settings)

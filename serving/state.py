@@ -1,9 +1,10 @@
-"""Process state behind /readyz: the model (loaded in the background), draining, fatal errors.
+"""Process state behind /readyz: the predictor (loaded in the background), draining, fatal
+errors.
 
-The server listens at once; the model loads in a worker thread, passes its golden self-test and
-only then does /readyz turn 200. A missing model file is waited for (up to
-`model_wait_seconds`); a tampered or failing model is fatal: the process exits non-zero, so a
-bad model never gets traffic.
+The server listens at once; the predictor loads (serving/predictor.py: the model opened in a
+worker thread, verified, self-tested) and only then does /readyz turn 200. A missing model file
+is waited for (up to `model_wait_seconds`); a tampered or failing model is fatal: the process
+exits non-zero, so a bad model never gets traffic.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from serving import metrics, preprocessing
+from serving import metrics
 from serving.errors import Unavailable
-from serving.model import ModelError, ModelMissing, OnnxModel
+from serving.model import ModelError, ModelMissing
+from serving.predictor import OnnxPredictor, Predictor
 from serving.settings import ServingSettings
 
 log = logging.getLogger("serving")
@@ -27,15 +28,22 @@ ReadyCheck = Callable[[], Awaitable[str | None]]
 
 
 class ServiceState:
-    def __init__(self, settings: ServingSettings, *, needs_model: bool = True) -> None:
+    def __init__(
+        self,
+        settings: ServingSettings,
+        *,
+        needs_model: bool = True,
+        predictor: Predictor | None = None,
+    ) -> None:
         self.settings = settings
         self.needs_model = needs_model
-        self.model: OnnxModel | None = None
-        self.load_error: str | None = "model loading" if needs_model else None
+        self.predictor: Predictor = predictor if predictor is not None else OnnxPredictor(settings)
+        """What answers predictions (the model contract); loaded with the app when
+        `needs_model`."""
         self.fatal: str | None = None
         self.draining = False
         self.loaded = asyncio.Event()
-        """Set once the model has passed its self-test (for background tasks that need it)."""
+        """Set once the predictor is ready (for background tasks that need it)."""
         self.ready_checks: list[ReadyCheck] = []
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Long-running tasks (a queue consumer) started with the app; they should return
@@ -49,71 +57,46 @@ class ServiceState:
             reasons.append("shutting down")
         if self.fatal:
             reasons.append(self.fatal)
-        elif self.needs_model and self.model is None and self.load_error:
-            reasons.append(self.load_error)
+        elif self.needs_model and (waiting := self.predictor.not_ready()):
+            reasons.append(waiting)
         for check in self.ready_checks:
             if (reason := await check()) is not None:
                 reasons.append(reason)
         metrics.READY.labels(self.settings.service).set(0 if reasons else 1)
         return reasons
 
-    async def wait_for_model(self) -> OnnxModel | None:
-        """The model once it has passed its self-test, for background work that needs it;
-        None as soon as it never will be (a fatal load error, or the process is stopping)."""
+    async def wait_for_model(self) -> Predictor | None:
+        """The predictor once it is ready, for background work that needs it; None as soon as
+        it never will be (a fatal load error, or the process is stopping)."""
         while not self.loaded.is_set():
             if self.fatal or self.draining:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.loaded.wait(), 0.5)
-        return self.model
+        return self.predictor
 
-    def require_model(self) -> OnnxModel:
-        if self.model is None:
-            raise Unavailable(
-                f"model not ready: {self.fatal or self.load_error}", reason="model_not_ready"
-            )
-        return self.model
-
-    def _load(self) -> OnnxModel:
-        s = self.settings
-        model = OnnxModel.load(
-            s.model_dir,
-            intra_op_threads=s.ort_intra_op_threads,
-            inter_op_threads=s.ort_inter_op_threads,
-        )
-        contract = model.card.preprocess
-        if contract is not None and contract.version != preprocessing.PREPROCESS_VERSION:
-            raise ModelError(
-                f"skew: model expects preprocessing {contract.name} "
-                f"v{contract.version}, this server implements "
-                f"v{preprocessing.PREPROCESS_VERSION}"
-            )
-        model.self_test()
-        return model
+    def ready(self) -> Predictor:
+        """The predictor, ready to answer; else 503 naming why."""
+        if self.fatal or not self.loaded.is_set():
+            why = self.fatal or self.predictor.not_ready() or "model loading"
+            raise Unavailable(f"model not ready: {why}", reason="model_not_ready")
+        return self.predictor
 
     async def load_model(self) -> None:
-        """Load, self-test, publish. Waits for a missing file; anything else is fatal."""
-        deadline = time.monotonic() + self.settings.model_wait_seconds
-        while True:
-            try:
-                model = await asyncio.to_thread(self._load)
-            except ModelMissing as exc:
-                self.load_error = str(exc)
-                if time.monotonic() < deadline:
-                    await asyncio.sleep(0.5)
-                    continue
-                self.die(f"model missing: {exc}")
-                return
-            except ModelError as exc:
-                self.die(f"model rejected: {exc}")
-                return
-            except Exception as exc:  # never leave readiness stuck at "loading"
-                log.exception("model load failed")
-                self.die(f"model load failed: {exc!r}")
-                return
-            break
-        card = model.card
-        self.model, self.load_error = model, None
+        """Load and publish the predictor; any failure to load is fatal."""
+        try:
+            await self.predictor.load()
+        except ModelMissing as exc:
+            self.die(f"model missing: {exc}")
+            return
+        except ModelError as exc:
+            self.die(f"model rejected: {exc}")
+            return
+        except Exception as exc:  # never leave readiness stuck at "loading"
+            log.exception("model load failed")
+            self.die(f"model load failed: {exc!r}")
+            return
+        card = self.predictor.card
         self.loaded.set()
         metrics.MODEL_INFO.labels(self.settings.service, card.name, card.version, card.sha256).set(
             1

@@ -28,7 +28,10 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from serving import h1, http, metrics
 from serving.admission import DEADLINE_HEADER, deadline_seconds
+from serving.app import create_app
 from serving.errors import ApiError, DeadlineExceeded, Unavailable
+from serving.inference import ERRORS, JSON, read_body
+from serving.schemas import PredictRequest
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -318,9 +321,6 @@ def proxy_app(
     overload admission, metrics, access log); the body is read with the size limit first.
     `content`: the OpenAPI request body by media type (default: the shared API's rows schema).
     """
-    from serving.app import ERRORS, JSON, create_app, read_body
-    from serving.schemas import PredictRequest
-
     if content is None:
         schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         content = {JSON: {"schema": schema}}

@@ -22,7 +22,6 @@ import asyncio
 import sys
 from typing import Annotated
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
@@ -38,18 +37,19 @@ from patterns.data_cache.store import (
     tensor_key,
 )
 from serving import preprocessing
-from serving.app import (
-    ERRORS,
-    create_app,
-    image_model,
-    infer,
-    invalid_from_pydantic,
-    prediction_body,
-    read_body,
-)
+from serving.app import create_app
 from serving.cache import SoftCache
 from serving.db import Store
 from serving.errors import ApiError, InvalidInput, NotFound, Unavailable
+from serving.inference import (
+    ERRORS,
+    invalid_from_pydantic,
+    json_response,
+    prediction_body,
+    read_body,
+    require_images,
+)
+from serving.predictor import Call
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -105,36 +105,35 @@ def build(settings: DataCacheSettings) -> FastAPI:
             },
         )
         async def predict_item(request: Request) -> Response:
-            model = image_model(state)
+            predictor = state.ready()
+            card = require_images(predictor.card)
             try:
                 item_id = ItemRequest.model_validate_json(await read_body(request, 4096)).item_id
             except ValidationError as exc:
                 raise invalid_from_pydantic(exc) from None
             key = tensor_key(item_id)
             data, outcome = await cache.get_or_compute(key, lambda: load(item_id))
-            x = decode(data, model.card.n_features)
+            x = decode(data, card.n_features)
             if x is None:  # not a tensor of this model's width: rebuild and replace it
                 data = await cache.flights.do(("rebuild", key), lambda: load(item_id))
                 await cache.set(key, data)
                 outcome = "MISS"
-                x = decode(data, model.card.n_features)
+                x = decode(data, card.n_features)
                 if x is None:  # this preprocessing does not make this model's input
                     raise Unavailable(
                         f"preprocessing {preprocessing.PREPROCESS_VERSION} makes tensors of "
-                        f"{len(data) // 4} values, the model takes {model.card.n_features}",
+                        f"{len(data) // 4} values, the model takes {card.n_features}",
                         reason="skew",
                         retry_after=30,
                     )
-            out = await infer(state, model, x)
-            body = prediction_body(request.scope["state"]["request_id"], model, out)
+            context = request.scope["state"]
+            call = Call(context["request_id"], context["log_extra"])
+            out = await predictor.predict(x, call)
+            body = prediction_body(call.request_id, card, out)
             body["item_id"] = item_id
             body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
-            request.scope["state"]["log_extra"].update(cache=outcome, item_id=item_id)
-            return Response(
-                orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                media_type="application/json",
-                headers={"X-Cache": outcome},
-            )
+            call.log.update(cache=outcome, item_id=item_id, model_version=card.version)
+            return json_response(body, headers={"X-Cache": outcome})
 
     return create_app(settings, extend=extend)
 

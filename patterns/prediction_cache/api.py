@@ -1,14 +1,16 @@
 """prediction_cache: skip the model call when the same input comes back (Redis in front).
 
-POST /predict (rows) and POST /predict/image are the shared API (docs/catalogue.md) of the
-model in MLSP_MODEL_DIR,
-with a cache in front (serving/cache.py):
+POST /predict (rows), POST /predict/image and the OIP v2 infer route are the shared API
+(docs/catalogue.md) of the model in MLSP_MODEL_DIR; the model is wrapped by a cache
+(`CachedPredictor`, on the model contract of serving/predictor.py and serving/cache.py):
 
-- key `mlsp:prediction_cache:{model}:{version}:{sha256(canonical input)}`: float32
-  little-endian rows (5.1 and 5.10 are one key) or the raw image bytes with the preprocessing
-  version in front. A new model version
-  never reads an old version's answers; at start-up the old keys are removed by SCAN+UNLINK
-  in the background (the TTL, MLSP_CACHE_TTL_SECONDS, removes whatever a sweep misses);
+- key `mlsp:prediction_cache:{model}:{version}:{sha256(float32 rows)}`: the batch as the
+  model sees it, little-endian (5.1 and 5.10 are one key; an image is keyed by its tensor, so
+  two files with the same pixels share a key). A new model version never reads an old
+  version's answers; at start-up the old keys are removed by SCAN+UNLINK in the background
+  (the TTL, MLSP_CACHE_TTL_SECONDS, removes whatever a sweep misses);
+- the value: the model's answer, `{"class_ids": [...], "scores": [[...]]}`; the response is
+  shaped from it per request (its own request id);
 - Redis is soft: an error or a 50 ms timeout is a BYPASS and the model answers (still 200);
 - concurrent identical misses make one model call (single-flight);
 - repeats are answered from an in-process tier first (MLSP_CACHE_LOCAL_BYTES, LRU, same TTL):
@@ -24,35 +26,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 from fastapi import FastAPI
 
-from serving import preprocessing
-from serving.app import (
-    PREDICT,
-    PREDICT_IMAGE,
-    create_app,
-    image_features,
-    image_model,
-    infer,
-    parse_rows,
-    prediction_body,
-)
-from serving.cache import (
-    SoftCache,
-    SoftCacheSettings,
-    canonical_rows,
-    digest,
-    glob_escape,
-    x_cache,
-)
-from serving.middleware import FastHandler, FastResult
-from serving.model import OnnxModel
+from serving.app import create_app
+from serving.cache import SoftCache, SoftCacheSettings, canonical_rows, digest, glob_escape, x_cache
+from serving.inference import encode
+from serving.model import ModelCard, Prediction
+from serving.predictor import Batch, Call, OnnxPredictor, Predictor, Wrapper
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -66,77 +49,51 @@ class CacheSettings(ServingSettings, SoftCacheSettings):
     none), a 32 MiB local tier with the same TTL (an answer never changes under its key)."""
 
 
-def with_request_id(cached: bytes, rid: str) -> bytes:
-    """A cached body is stored without request id; splice this request's in front."""
-    return b'{"request_id":' + orjson.dumps(rid) + b"," + cached[1:]
+class CachedPredictor(Wrapper):
+    """The model with a cache in front: an answer is looked up by model, version and the
+    batch's bytes, and computed (once for concurrent equal misses) when it is not there."""
+
+    def __init__(self, inner: Predictor, cache: SoftCache) -> None:
+        super().__init__(inner)
+        self.cache = cache
+
+    def prefix(self, card: ModelCard) -> str:
+        """Every key of this model version starts so."""
+        return self.cache.key(card.name, card.version) + ":"
+
+    async def predict(self, x: Batch, call: Call) -> Prediction:
+        async def compute() -> bytes:
+            out = await self.inner.predict(x, call)
+            return encode({"class_ids": out.class_ids, "scores": out.scores})
+
+        key = self.prefix(self.card) + digest(canonical_rows(x))
+        value, outcome = await self.cache.get_or_compute(key, compute)
+        call.log["cache"] = outcome
+        call.headers.extend(x_cache(outcome))
+        answer = orjson.loads(value)
+        return Prediction(
+            np.asarray(answer["class_ids"], dtype=np.int64),
+            np.asarray(answer["scores"], dtype=np.float32),
+        )
 
 
 def build(settings: CacheSettings) -> FastAPI:
     cache = SoftCache.from_settings(settings, name=PATTERN, service=settings.service)
-
-    def model_prefix(model: OnnxModel) -> str:
-        return cache.key(model.card.name, model.card.version) + ":"
-
-    async def answer(
-        state: ServiceState,
-        model: OnnxModel,
-        key_bytes: bytes,
-        rid: str,
-        log_extra: dict[str, Any],
-        features: Callable[[], Awaitable[npt.NDArray[np.float32]]],
-        extra: dict[str, str],
-    ) -> FastResult:
-        async def compute() -> bytes:
-            body = prediction_body(None, model, await infer(state, model, await features()))
-            del body["request_id"]
-            return orjson.dumps({**body, **extra}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-        key = model_prefix(model) + digest(key_bytes)
-        cached, outcome = await cache.get_or_compute(key, compute)
-        log_extra["model_version"] = model.card.version
-        log_extra["cache"] = outcome
-        return with_request_id(cached, rid), x_cache(outcome)
-
-    def handlers(state: ServiceState) -> dict[str, FastHandler]:
-        async def rows(body: bytes, rid: str, log_extra: dict[str, Any]) -> FastResult:
-            model = state.require_model()
-            x = parse_rows(body, model, settings.max_batch)  # 4xx before the cache
-
-            async def features() -> npt.NDArray[np.float32]:
-                return x
-
-            return await answer(state, model, canonical_rows(x), rid, log_extra, features, {})
-
-        async def image(data: bytes, rid: str, log_extra: dict[str, Any]) -> FastResult:
-            model = image_model(state)
-            # Size, format and header checks before the cache; the decode only on a miss.
-            preprocessing.open_checked(
-                data, max_bytes=settings.max_image_bytes, max_side=settings.max_image_side
-            )
-
-            async def features() -> npt.NDArray[np.float32]:
-                return await image_features(state, data)
-
-            version = preprocessing.PREPROCESS_VERSION
-            # the preprocessing version is part of an image's canonical input
-            canonical = f"image/{version}:".encode() + data
-            extra = {"preprocess_version": version}
-            return await answer(state, model, canonical, rid, log_extra, features, extra)
-
-        return {PREDICT: rows, PREDICT_IMAGE: image}
+    predictor = CachedPredictor(OnnxPredictor(settings), cache)
 
     def extend(app: FastAPI, state: ServiceState) -> None:
         async def sweep_old_versions() -> None:
-            model = await state.wait_for_model()
-            if model is None:  # nothing to sweep for a model that never loads
+            if await state.wait_for_model() is None:  # nothing to sweep: it never loads
                 return
-            name = model.card.name
-            removed = await cache.sweep(cache.key(glob_escape(name), "*"), model_prefix(model))
-            log.info("cache swept", extra={"model": name, "removed_keys": removed})
+            card = predictor.card
+            removed = await cache.sweep(
+                cache.key(glob_escape(card.name), "*"), predictor.prefix(card)
+            )
+            log.info("cache swept", extra={"model": card.name, "removed_keys": removed})
 
         state.background.append(sweep_old_versions)
 
-    return create_app(settings, extend=extend, handlers=handlers)
+    return create_app(settings, extend=extend, predictor=predictor)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,12 @@ def walk(w: Walkthrough) -> None:
         curl_json(PREDICT, '{"instances":[[5.10,3.50,1.40,0.20]]}', flags="-si"),
         expect="x-cache: HIT",
     )
-    w.note("one key, scoped by model and version, with its TTL; the body has no request id")
+    w.note("one key, scoped by model and version, with its TTL; its value is the model's")
+    w.note("answer (class ids, scores), each response is shaped from it with its own request id")
     keys = w.sh(KEYS, expect=re.compile(r"^mlsp:prediction_cache:iris-svc:1:[0-9a-f]{64}$", re.M))
     key = keys.split()[0]
     w.sh(f"{REDIS} ttl {key}", expect=re.compile(r"^3[56]\d\d$", re.M))
-    w.sh(f"{REDIS} get {key}", expect='{"model":{"name":"iris-svc","version":"1"}')
+    w.sh(f"{REDIS} get {key}", expect='{"class_ids":[0],"scores":[[')
     w.note("three answers, one model call")
     w.sh(CACHE_METRICS, expect='seconds_count{model="iris-svc",service="prediction-cache"} 1.0')
 

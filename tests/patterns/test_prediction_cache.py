@@ -7,6 +7,7 @@ and "one model call" are observed, not assumed.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from PIL import Image
 
 from patterns.runner import RunningPattern, start_pattern
 from serving.preprocessing import render_digit
@@ -188,7 +190,7 @@ def test_a_new_model_version_misses_and_old_keys_are_swept(
     assert [k.split(":")[3] for k in keys(redis_server)] == ["2"]
 
 
-def test_images_are_keyed_by_their_bytes(
+def test_images_are_keyed_by_their_tensor(
     data_dir: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
@@ -201,6 +203,12 @@ def test_images_are_keyed_by_their_bytes(
         assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
         assert again.json()["preprocess_version"] == "1"
         assert again.json()["predictions"] == first.json()["predictions"]
+        # other bytes, the same pixels (another zlib level): the same tensor, the same key
+        other = io.BytesIO()
+        Image.open(io.BytesIO(png)).save(other, format="PNG", compress_level=0)
+        assert other.getvalue() != png
+        same = httpx.post(url, content=other.getvalue(), headers={"Content-Type": "image/png"})
+        assert same.headers["x-cache"] == "HIT"
         bad = httpx.post(url, content=b"not an image")
         assert bad.status_code == 415 and "x-cache" not in bad.headers
         assert len(keys(redis_server)) == 1
