@@ -17,9 +17,10 @@ from fastapi import FastAPI, Path
 from fastapi.responses import Response
 
 from patterns.batch_inference.db import Db, DbSettings
-from serving.app import ERRORS, create_app, json_response
+from serving.app import create_app
 from serving.db import Store
 from serving.errors import NotFound, Unavailable
+from serving.inference import ERRORS, json_response
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 

@@ -28,8 +28,8 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from serving import h1, metrics, preprocessing
-from serving.app import json_response
 from serving.errors import Unavailable
+from serving.inference import json_response
 from serving.upstream import (
     Backend,
     Budget,

@@ -28,8 +28,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from serving.app import json_response, parse_instances
 from serving.errors import Unavailable
+from serving.inference import json_response, parse_instances
 from serving.upstream import (
     Backend,
     Budget,

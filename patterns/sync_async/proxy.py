@@ -26,8 +26,8 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from serving import h1
-from serving.app import ERRORS, json_response, request_id
 from serving.errors import Unavailable
+from serving.inference import ERRORS, json_response, request_id
 from serving.jobs import JobSettings, job_api, read_job_input
 from serving.queue import JobQueue
 from serving.redis_client import OUTAGE
