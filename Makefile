@@ -63,7 +63,7 @@ docs: ## regenerate the generated docs: every README's example blocks (slow: run
 test: ## every test (real processes, Redis, MLflow)
 	$(PY) -m pytest
 
-test-fast: ## unit tests only (no process-level tests)
+test-fast: ## tests not marked slow: no PostgreSQL, kubectl or trained data/ needed
 	$(PY) -m pytest -m "not slow"
 
 lint: ## ruff + mypy --strict on serving/ and training/

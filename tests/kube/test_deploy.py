@@ -97,6 +97,7 @@ def test_wait_rollout_names_what_is_stuck() -> None:
         deploy.wait_rollout(api, ["stuck"], timeout=0, sleep=lambda s: None)
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_rendered_overlay_uses_the_built_tags() -> None:
     refs = {
         "serving": "localhost/mlsp-serving:abc",
@@ -143,6 +144,7 @@ def test_wait_jobs_until_complete_and_fails_fast_on_a_failed_job() -> None:
         deploy.wait_jobs(FakeBatch({"seed": [job(active=1)]}), ["seed"], 0, lambda s: None)
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_init_steps_are_the_declared_init_processes() -> None:
     from kube import manifests
 

@@ -14,6 +14,9 @@ from kube import images, manifests
 from kube.manifests import Doc, pod_spec
 from patterns import runner
 
+# Rendering the overlays runs `kubectl kustomize`: not part of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Doc]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from kube import manifests, play
 from kube.manifests import Doc, pod_spec
 from patterns import runner, smoke
@@ -34,6 +36,7 @@ def test_secrets_are_inlined_and_dependent_vars_expanded() -> None:
     assert all("valueFrom" not in e for e in env)
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_played_batch_pods_get_the_database_url_the_kubelet_would_build() -> None:
     docs = _docs("batch_inference")
     secret = next(d for d in docs if d["kind"] == "Secret")
@@ -52,6 +55,7 @@ def _order(overlay: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_start_order_follows_the_runner() -> None:
     # dependencies, then init steps in declaration order, then servers, then clients
     assert _order("batch_inference") == [
@@ -82,6 +86,7 @@ def test_start_order_follows_the_runner() -> None:
     ]
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_each_container_gets_the_built_image_of_its_model() -> None:
     docs = _docs("sync_async")
     built = {
@@ -150,6 +155,7 @@ def test_judging_the_proxies_and_caches() -> None:
     assert not smoke.as_expected({"answers": []})[0]
 
 
+@pytest.mark.slow  # renders with kubectl kustomize
 def test_redis_memory_settings_of_queues_and_caches() -> None:
     """What kube play compares with the running Redis (CONFIG GET): queues never evict, caches
     evict LRU, both from the manifest (args for queues, the ConfigMap's redis.conf for caches)."""

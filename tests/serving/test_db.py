@@ -49,6 +49,7 @@ def test_a_working_sqlite_store(tmp_path: Path) -> None:
     check(f"sqlite:///{tmp_path / 'store.db'}", "store-sqlite")
 
 
+@pytest.mark.slow  # needs the PostgreSQL server (DATABASE_URL)
 def test_a_working_postgres_store(pg_url: str) -> None:
     check(pg_url, "store-postgres")
 
