@@ -14,6 +14,10 @@ TARGET ?= local
 BASE_IMAGE ?=
 BUILD_FLAGS ?=
 CLUSTER ?=
+# make test fails below this total line coverage of serving/ patterns/ training/ kube/ (in-process
+# code only: servers the tests spawn as subprocesses are not measured)
+COV_FLOOR ?= 70
+COV := --cov=serving --cov=patterns --cov=training --cov=kube --cov-report=term:skip-covered
 export BASE_IMAGE BUILD_FLAGS CLUSTER
 
 .DEFAULT_GOAL := help
@@ -60,8 +64,8 @@ docs: ## regenerate the generated docs: every README's example blocks (slow: run
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m patterns.example --write
 
-test: ## every test (real processes, Redis, MLflow)
-	$(PY) -m pytest
+test: ## every test (real processes, Redis, MLflow), failing below COV_FLOOR % coverage
+	$(PY) -m pytest $(COV) --cov-fail-under=$(COV_FLOOR)
 
 test-fast: ## tests not marked slow: no PostgreSQL, kubectl or trained data/ needed
 	$(PY) -m pytest -m "not slow"
@@ -102,4 +106,4 @@ verify: ## container tier: build images, smoke them, validate overlays, podman k
 	$(PY) -m kube verify
 
 clean: ## remove generated data (models, MLflow store, pipeline cache) and caches
-	rm -rf data bench-results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data bench-results .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
