@@ -32,10 +32,10 @@ import numpy.typing as npt
 from cachetools import TTLCache
 from prometheus_client import Counter
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.exceptions import RedisError
 
 from serving import metrics, redis_client
+from serving.settings import RedisSettings
 
 log = logging.getLogger("serving")
 
@@ -105,12 +105,9 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class SoftCacheSettings(BaseSettings):
+class SoftCacheSettings(RedisSettings):
     """The settings of a `SoftCache` (`MLSP_` prefix); a pattern sets its own defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
     cache_ttl_seconds: int = Field(3600, ge=1, le=30 * 86400)
     """How long an entry stays cached."""
     cache_timeout_ms: int = Field(50, ge=1, le=1000)

@@ -17,22 +17,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving import metrics
 from serving.errors import ApiError, Unavailable
+from serving.settings import MlspSettings
 
 T = TypeVar("T")
 
 
-class DbSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+class DbSettings(MlspSettings):
+    """The database a process uses (serving/db.py: SQLite locally, PostgreSQL on Kubernetes)."""
 
     database_url: str = "sqlite:///data/store.db"
     """sqlite:///PATH (local default) or postgresql://USER:PASSWORD@HOST/DB."""
     statement_timeout_ms: int = Field(30_000, ge=100)
     """Longest a single statement may run (PostgreSQL statement_timeout, SQLite busy wait)."""
     connect_timeout_seconds: int = Field(5, ge=1)
+    """Longest a connection attempt may take."""
 
 
 class Db:

@@ -19,17 +19,19 @@ import sys
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.logs import configure_logging
 from serving.registry import ModelVersion, RegistryError, fetch, verify
+from serving.settings import ModelDirSettings, ProcessSettings
 
 log = logging.getLogger("serving.loader")
 
 
-class LoaderSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+class LoaderSettings(ProcessSettings, ModelDirSettings):
+    """The loader (an init step): which registry version to fetch, verify and write where."""
 
+    service: str = "model-loader"
+    pattern: str = "model_load"
     model_uri: str = "models:/iris-svc@production"
     """Registry URI: models:/NAME@ALIAS or models:/NAME/VERSION."""
     model_dir: Path = Path("/models/iris-svc")
@@ -38,10 +40,8 @@ class LoaderSettings(BaseSettings):
     """Give up (exit 1) when the model could not be fetched within this many seconds."""
     expect_version: str | None = None
     """Refuse anything but this version (the model_in_image build pins it)."""
-    service: str = "model-loader"
-    pattern: str = "model_load"
-    log_level: str = "INFO"
     tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_TRACKING_URI")
+    """The MLflow server (MLflow's own variable, MLFLOW_TRACKING_URI)."""
 
 
 def main(argv: list[str] | None = None) -> int:

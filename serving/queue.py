@@ -44,7 +44,7 @@ from serving import metrics
 from serving.errors import BadRequest, NotFound, Unavailable
 from serving.http import backoff
 from serving.redis_client import OUTAGE
-from serving.settings import ServingSettings
+from serving.settings import RedisSettings, ServingSettings
 
 log = logging.getLogger("serving.queue")
 
@@ -52,10 +52,9 @@ GROUP = "workers"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 
 
-class QueueSettings(ServingSettings):
+class QueueSettings(ServingSettings, RedisSettings):
     """Settings of a queue API or worker (MLSP_*; book defaults where the book has one)."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
     visibility_timeout_seconds: float = Field(30.0, gt=0)
     """An entry unacknowledged this long is reclaimed by another worker."""
     job_timeout_seconds: float = Field(20.0, gt=0)
@@ -67,11 +66,13 @@ class QueueSettings(ServingSettings):
     max_queue: int = Field(10_000, ge=1)
     """Backlog above which enqueue answers 503 queue_full."""
     reclaim_interval_seconds: float = Field(5.0, gt=0)
+    """How often a worker looks for entries whose worker died (XAUTOCLAIM)."""
     worker_batch: int = Field(32, ge=1, le=1024)
     """Jobs a worker reads at once (scored in one vectorised model call)."""
     consumer: str = ""
     """Consumer name in the group; default: the host (pod) name and pid."""
     idempotency_key_max: int = 200
+    """Longest Idempotency-Key header accepted, in characters (400 above)."""
 
 
 def job_id_or_400(raw: str) -> str:

@@ -1,4 +1,12 @@
-"""Configuration of a model server, read from `MLSP_*` environment variables."""
+"""Configuration from `MLSP_*` environment variables: the one settings root.
+
+Every settings class of the project derives from `MlspSettings` (prefix `MLSP_`, unknown
+variables ignored, each field's docstring its description). A field shared by several
+processes is declared once, in a small mixin here or in the module that owns it (`redis_url`
+in `RedisSettings`, `database_url` in serving/db.py), and a subclass only changes a default.
+docs/settings.md lists every variable; `make docs` writes it (patterns/settings_doc.py) and a
+test keeps it in sync.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +17,56 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServingSettings(BaseSettings):
-    """Settings shared by every model server; patterns extend this class."""
+class MlspSettings(BaseSettings):
+    """The root: `MLSP_` variables, the field docstrings as descriptions."""
 
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MLSP_", extra="ignore", use_attribute_docstrings=True
+    )
+
+
+class ProcessSettings(MlspSettings):
+    """What every long-running process says about itself in logs and metrics."""
 
     service: str = "model-server"
     """Name of this service in logs and metrics."""
     pattern: str = "web_single"
     """Pattern id this process belongs to, in logs."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+
+class ModelDirSettings(MlspSettings):
+    """Where a process finds (or, for the loader, writes) a model artifact."""
+
     model_dir: Path = Path("data/models/iris-svc")
     """Folder holding `model.onnx` and `model.json`."""
+
+
+class ImageLimits(MlspSettings):
+    """Limits on an image before it is decoded (serving/preprocessing.py)."""
+
+    max_image_bytes: int = Field(5 << 20, ge=1024)
+    """Largest image accepted, in bytes (413 above)."""
+    max_image_side: int = Field(4096, ge=8)
+    """Largest image width or height accepted, in pixels (413 above)."""
+
+
+class RedisSettings(MlspSettings):
+    """The Redis a queue or a cache uses."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL (`redis://host:port/db`); `make run` passes its own Redis's URL."""
+
+
+class RandomSeed(MlspSettings):
+    seed: int = 0
+    """Seed of every random choice (train/test split, estimators, generated data)."""
+
+
+class ServingSettings(ProcessSettings, ModelDirSettings, ImageLimits):
+    """Settings shared by every model server; patterns extend this class."""
+
     host: str = "127.0.0.1"
     """Address to bind; containers set 0.0.0.0."""
     port: int = Field(8000, ge=1, le=65535)
@@ -28,10 +75,6 @@ class ServingSettings(BaseSettings):
     """Most rows accepted in one prediction request."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
     """Largest JSON body accepted (413 above)."""
-    max_image_bytes: int = Field(5 << 20, ge=1024)
-    """Largest image upload accepted (413 above)."""
-    max_image_side: int = Field(4096, ge=8)
-    """Largest image width or height accepted, in pixels (413 above)."""
     ort_intra_op_threads: int = Field(1, ge=1)
     """ONNX Runtime intra-op threads; its default uses every core and ignores CPU limits."""
     ort_inter_op_threads: int = Field(1, ge=1)
@@ -57,8 +100,6 @@ class ServingSettings(BaseSettings):
     """Enable FastAPI's native OpenTelemetry instrumentation."""
     access_log: bool = True
     """Write one JSON log line per request."""
-    log_level: str = "INFO"
-    """Python logging level."""
 
 
 @lru_cache

@@ -6,18 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.settings import RandomSeed
 
 
-class TrainingSettings(BaseSettings):
+class TrainingSettings(RandomSeed):
     """Settings of the training pipeline."""
-
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
 
     data_dir: Path = Path("data")
     """Root of pipeline outputs, the embedded MLflow store and materialised models."""
-    seed: int = 0
-    """Seed of the train/test split and of every estimator."""
     test_size: float = Field(0.3, gt=0, lt=1)
     """Held-out fraction (book default 0.3)."""
     min_accuracy: float = 0.9

@@ -19,7 +19,6 @@ import logging
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from pydantic import Field
 from patterns.batch_inference.db import Db, DbSettings
 from serving.logs import configure_logging
 from serving.model import OnnxModel
+from serving.settings import ModelDirSettings
 
 log = logging.getLogger("batch_inference")
 
@@ -42,8 +42,9 @@ VALUES (%s, %s, %s, %s, %s) ON CONFLICT (item_id, model_version) DO NOTHING"""
 RECHECK = "SELECT item_id FROM predictions WHERE model_version = %s AND item_id = ANY(%s)"
 
 
-class ScoreSettings(DbSettings):
-    model_dir: Path = Path("data/models/iris-svc")
+class ScoreSettings(DbSettings, ModelDirSettings):
+    """The scoring Job: every unscored item, in chunks, with the model in MLSP_MODEL_DIR."""
+
     chunk_size: int = Field(1000, ge=1, le=100_000)
     """Items per transaction and per ONNX call."""
     chunk_pause_ms: int = Field(0, ge=0, le=60_000)

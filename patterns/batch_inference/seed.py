@@ -18,6 +18,7 @@ from pydantic import Field
 
 from patterns.batch_inference.db import SCHEMA, Db, DbSettings
 from serving.logs import configure_logging
+from serving.settings import RandomSeed
 
 log = logging.getLogger("batch_inference")
 
@@ -26,9 +27,11 @@ HIGH = np.array([7.9, 4.4, 6.9, 2.5])
 INVALID_EVERY = 997
 
 
-class SeedSettings(DbSettings):
+class SeedSettings(DbSettings, RandomSeed):
+    """The seed step: random iris-like items (every 997th one invalid) into the items table."""
+
     seed_rows: int = Field(10_000, ge=1, le=10_000_000)
-    seed: int = 0
+    """How many items to write."""
 
 
 def items(n: int, seed: int) -> list[tuple[int, str]]:

@@ -20,13 +20,17 @@ from serving.db import Db
 from serving.logs import configure_logging
 from serving.model import read_card
 from serving.preprocessing import render_digit
+from serving.settings import ModelDirSettings
 
 log = logging.getLogger("data_cache")
 
 
-class SeedSettings(DbSettings):
+class SeedSettings(DbSettings, ModelDirSettings):
+    """The seed step: items drawn from the model card's reference sample, into the store."""
+
     model_dir: Path = Path("data/models/digits-lr")
     seed_items: int = Field(200, ge=1, le=100_000)
+    """How many items to write."""
 
 
 def item_id(i: int) -> str:

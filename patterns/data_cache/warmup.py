@@ -21,16 +21,18 @@ from serving import preprocessing
 from serving.db import Db
 from serving.errors import ApiError
 from serving.logs import configure_logging
+from serving.settings import ImageLimits
 
 log = logging.getLogger("data_cache")
 
 PAGE = 200
 
 
-class WarmupSettings(DbSettings, TensorCacheSettings):
+class WarmupSettings(DbSettings, TensorCacheSettings, ImageLimits):
+    """The warm-up step: the store's items preprocessed into the tensor cache."""
+
     warmup_limit: int = Field(10_000, ge=0, le=1_000_000)
-    max_image_bytes: int = 5 << 20
-    max_image_side: int = 4096
+    """Most items to warm."""
 
 
 def main() -> int:

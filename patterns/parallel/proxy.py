@@ -46,6 +46,7 @@ class ParallelSettings(ProxySettings):
     backends: list[Backend] = Field(min_length=1)
     """JSON list of {"name", "url", "timeout"}; each name is the class its model detects."""
     aggregation: Literal["require_all", "best_effort"] = "require_all"
+    """require_all: one backend missing is a 503 naming it; best_effort: 200, partial:true."""
 
 
 def positive_probability(name: str, prediction: dict[str, Any]) -> float:

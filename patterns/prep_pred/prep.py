@@ -47,9 +47,11 @@ PATTERN = "prep_pred"
 
 class PrepSettings(ProxySettings):
     pred_url: ServiceUrl = "http://127.0.0.1:8001"
+    """The predictor service (OIP v2 tensors in, predictions out)."""
     pred_model: str = "digits-lr"
     """The model pred serves (its OIP name)."""
     pred_timeout_seconds: float = Field(1.0, gt=0, le=30)
+    """Longest a call to pred may take; past it, 503 naming pred."""
     default_budget_ms: int = Field(2000, ge=1, le=60_000)
     """Decoding a large image takes time before pred's 1 s: a slow pred is then a 503 naming
     it (its own timeout), not a 504 (the request's budget)."""

@@ -53,6 +53,7 @@ class Stage(Backend):
 
 class SerialSettings(ProxySettings):
     stages: list[Stage] = Field(min_length=1)
+    """JSON list of the stages, in order: {"name", "url", "timeout", ...} (see the README)."""
 
 
 def _skip_or_raise(

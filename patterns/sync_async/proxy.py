@@ -41,6 +41,7 @@ PATTERN = "sync_async"
 
 class ProxySettings(JobSettings):
     fast_url: ServiceUrl = "http://127.0.0.1:8001"
+    """The fast model's server (answers now)."""
     fast_timeout_seconds: float = Field(0.5, gt=0, le=5)
     """Read budget for the fast model; past it the client gets fast:null and the ticket."""
 

@@ -27,25 +27,29 @@ import httpx
 import numpy as np
 from PIL import Image
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.admission import deadline_header
 from serving.model import read_card
+from serving.settings import ModelDirSettings
 
 
-class ClientSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLSP_", extra="ignore")
+class ClientSettings(ModelDirSettings):
+    """The client Job: the line that sends each item to the server and routes the answer."""
 
     server_url: str = "http://127.0.0.1:8000"
+    """The model server the line calls."""
     items: int = Field(200, ge=1, le=100_000)
+    """Items the line sends, one at a time."""
     timeout_seconds: float = Field(5.0, gt=0)
     """Budget per item (book default 5 s), sent as the request's deadline."""
     connect_retries: int = Field(1, ge=0, le=3)
+    """Retries of an item whose connection failed (never of one that timed out)."""
     ship_threshold: float = Field(0.9, gt=0, le=1)
+    """Confidence from which an item ships; below it, or without an answer, it is rechecked."""
     wait_ready_seconds: float = Field(60.0, ge=0)
     """Before the line starts: how long to wait for the server's /readyz (a Job may start
     before its server)."""
-    model_dir: str = "data/models/digits-lr"
+    model_dir: Path = Path("data/models/digits-lr")
     """Where the reference sample of items comes from (the card, not the ONNX file)."""
 
 
