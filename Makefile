@@ -60,9 +60,10 @@ example: ## run a pattern's worked example, printing each command and its real o
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m patterns.example $(PATTERN)
 
-docs: ## regenerate the generated docs: every README's example blocks (slow: runs them all)
+docs: ## regenerate the generated docs: docs/settings.md, every README's example blocks (slow)
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
-	$(PY) -m patterns.example --write
+	$(PY) -m patterns.settings_doc --write
+	$(PY) -m patterns.example --write $(PATTERN)
 
 test: ## every test (real processes, Redis, MLflow), failing below COV_FLOOR % coverage
 	$(PY) -m pytest $(COV) --cov-fail-under=$(COV_FLOOR)
@@ -70,7 +71,7 @@ test: ## every test (real processes, Redis, MLflow), failing below COV_FLOOR % c
 test-fast: ## tests not marked slow: no PostgreSQL, kubectl or trained data/ needed
 	$(PY) -m pytest -m "not slow"
 
-lint: ## ruff + mypy --strict on serving/ and training/
+lint: ## ruff (format, complexity) + mypy --strict on serving/, training/, patterns/, bench/
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
