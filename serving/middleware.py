@@ -83,6 +83,22 @@ async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
     await _send_json(send, *render(exc, request_id))
 
 
+def _read_headers(scope: Scope) -> tuple[str, int | None, bytes | None]:
+    """The request id (the client's if valid, else a new one), Content-Length, the deadline."""
+    request_id = ""
+    declared: int | None = None
+    deadline: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == _HEADER:
+            if _valid_id(value):
+                request_id = value.decode()
+        elif name == b"content-length" and value.isdigit():
+            declared = int(value)
+        elif name == DEADLINE_HEADER:
+            deadline = value
+    return request_id or str(uuid.uuid4()), declared, deadline
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -117,19 +133,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = ""
-        declared: int | None = None
-        deadline: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                if _valid_id(value):
-                    request_id = value.decode()
-            elif name == b"content-length" and value.isdigit():
-                declared = int(value)
-            elif name == DEADLINE_HEADER:
-                deadline = value
-        if not request_id:
-            request_id = str(uuid.uuid4())
+        request_id, declared, deadline = _read_headers(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         log_extra: dict[str, Any] = {}
@@ -171,27 +175,41 @@ class RequestContextMiddleware:
                 await dispatch()
                 return
             path = scope["path"]
-            left, rejection = admission.admit(deadline)
-            if rejection is not None:
-                await _send_error(send_with_id, rejection, request_id)
-                return
-            admission.inflight += 1
-            try:
-                async with asyncio.timeout(left):
-                    await dispatch()
-            except TimeoutError:
-                if responded:
-                    raise
-                late = DeadlineExceeded("the deadline passed while the request was running")
-                await _send_error(send_with_id, late, request_id)
-            finally:
-                admission.inflight -= 1
+            await self._admitted(
+                admission, deadline, dispatch, send_with_id, request_id, lambda: responded
+            )
         except BaseException:
             if not responded:
                 status = 500  # an unhandled error: still counted and logged below
             raise
         finally:
             self._finish(scope, path, status, started, request_id, log_extra)
+
+    async def _admitted(
+        self,
+        admission: Admission,
+        deadline: bytes | None,
+        dispatch: Callable[[], Awaitable[None]],
+        send: Send,
+        request_id: str,
+        responded: Callable[[], bool],
+    ) -> None:
+        """Shed the request (503) or run it within its deadline (504 once it passes)."""
+        left, rejection = admission.admit(deadline)
+        if rejection is not None:
+            await _send_error(send, rejection, request_id)
+            return
+        admission.inflight += 1
+        try:
+            async with asyncio.timeout(left):
+                await dispatch()
+        except TimeoutError:
+            if responded():
+                raise
+            late = DeadlineExceeded("the deadline passed while the request was running")
+            await _send_error(send, late, request_id)
+        finally:
+            admission.inflight -= 1
 
     def _finish(
         self,

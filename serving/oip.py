@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.errors import InvalidInput, NotFound, Skew
 from serving.inference import ERRORS, invalid_from_pydantic, json_response, read_body, to_matrix
-from serving.model import ModelCard
-from serving.predictor import Call, Predictor
+from serving.model import ModelCard, Prediction
+from serving.predictor import Batch, Call, Predictor
+from serving.settings import ServingSettings
 from serving.state import ServiceState
 
 PROTOCOL_VERSION = "2"
@@ -179,9 +180,80 @@ def _metadata(predictor: Predictor) -> dict[str, Any]:
     }
 
 
+def parse_infer(body: bytes) -> InferRequest:
+    try:
+        return InferRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_from_pydantic(exc) from None
+
+
+def input_batch(req: InferRequest, card: ModelCard, s: ServingSettings) -> Batch:
+    """The request's input tensor as the float32 batch the model takes (422 naming the field
+    if not; the skew guard first, see `check_contract`)."""
+    tensor = req.inputs[0]
+    if tensor.name != card.input.name:
+        message = f"unknown input {tensor.name!r}; the model takes {card.input.name!r}"
+        raise InvalidInput([("inputs[0].name", message)])
+    check_contract(card, tensor, req.parameters, strict=s.require_contract)
+    if tensor.datatype not in DATATYPES:
+        raise InvalidInput(
+            [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]
+        )
+    width = card.n_features
+    shape = tensor.shape if len(tensor.shape) == 2 else [1, tensor.shape[0]]
+    if shape[0] == 0:
+        raise InvalidInput([("inputs[0].shape", "the batch must hold at least one row")])
+    if shape[1] != width:
+        raise InvalidInput([("inputs[0].shape", f"expected [n, {width}], got {tensor.shape}")])
+    flat = _flatten(tensor.data, "inputs[0].data", s.max_batch * width)
+    if len(flat) != shape[0] * shape[1]:
+        raise InvalidInput(
+            [("inputs[0].data", f"{len(flat)} values do not fill shape {tensor.shape}")]
+        )
+    rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
+    return to_matrix(rows, width, s.max_batch, field="inputs[0].data")
+
+
+def wanted_outputs(req: InferRequest, card: ModelCard) -> list[str]:
+    """The output tensors asked for (default: all), each one the model has."""
+    names = [card.outputs["label"], card.outputs["scores"]]
+    wanted = [o.name for o in req.outputs] if req.outputs else names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise InvalidInput([("outputs", f"unknown outputs {unknown}; the model has {names}")])
+    return wanted
+
+
+def output_tensors(card: ModelCard, out: Prediction, wanted: list[str]) -> list[dict[str, Any]]:
+    label, scores = card.outputs["label"], card.outputs["scores"]
+    tensors = {
+        label: {
+            "name": label,
+            "datatype": "INT64",
+            "shape": [len(out.class_ids)],
+            "data": out.class_ids,
+        },
+        scores: {
+            "name": scores,
+            "datatype": "FP32",
+            "shape": list(out.scores.shape),
+            "data": out.scores.reshape(-1),
+        },
+    }
+    return [tensors[n] for n in wanted]
+
+
+TAGS: list[str | Enum] = ["open inference protocol v2"]
+
+
 def install_oip(app: FastAPI, state: ServiceState) -> None:
-    s = state.settings
-    tags: list[str | Enum] = ["open inference protocol v2"]
+    """The OIP v2 REST routes: server and model metadata, health, and infer."""
+    _install_metadata_and_health(app, state)
+    _install_infer(app, state)
+
+
+def _install_metadata_and_health(app: FastAPI, state: ServiceState) -> None:
+    tags = TAGS
 
     @app.get("/v2", tags=tags, summary="Server metadata")
     async def server_metadata() -> Response:
@@ -231,6 +303,9 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
     async def model_version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
 
+
+def _install_infer(app: FastAPI, state: ServiceState) -> None:
+    s, tags = state.settings, TAGS
     infer_doc = {
         "requestBody": {
             "required": True,
@@ -246,69 +321,19 @@ def install_oip(app: FastAPI, state: ServiceState) -> None:
 
     async def run_infer(request: Request, name: str, version: str | None) -> Response:
         predictor = _model_for(state, name, version)
-        body = await read_body(request, s.max_body_bytes)
-        try:
-            req = InferRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise invalid_from_pydantic(exc) from None
-        tensor = req.inputs[0]
         card = predictor.card
-        if tensor.name != card.input.name:
-            raise InvalidInput(
-                [
-                    (
-                        "inputs[0].name",
-                        f"unknown input {tensor.name!r}; the model takes {card.input.name!r}",
-                    )
-                ]
-            )
-        check_contract(card, tensor, req.parameters, strict=s.require_contract)
-        if tensor.datatype not in DATATYPES:
-            raise InvalidInput(
-                [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]
-            )
-        width = card.n_features
-        shape = tensor.shape if len(tensor.shape) == 2 else [1, tensor.shape[0]]
-        if shape[0] == 0:
-            raise InvalidInput([("inputs[0].shape", "the batch must hold at least one row")])
-        if shape[1] != width:
-            raise InvalidInput([("inputs[0].shape", f"expected [n, {width}], got {tensor.shape}")])
-        flat = _flatten(tensor.data, "inputs[0].data", s.max_batch * width)
-        if len(flat) != shape[0] * shape[1]:
-            raise InvalidInput(
-                [("inputs[0].data", f"{len(flat)} values do not fill shape {tensor.shape}")]
-            )
-        rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
-        x = to_matrix(rows, width, s.max_batch, field="inputs[0].data")
+        req = parse_infer(await read_body(request, s.max_body_bytes))
+        x = input_batch(req, card, s)
+        wanted = wanted_outputs(req, card)  # 422 before the model runs
         rid = req.id or request.scope["state"]["request_id"]
         call = Call(rid, request.scope["state"]["log_extra"])
         out = await predictor.predict(x, call)
-        tensors = {
-            card.outputs["label"]: {
-                "name": card.outputs["label"],
-                "datatype": "INT64",
-                "shape": [len(rows)],
-                "data": out.class_ids,
-            },
-            card.outputs["scores"]: {
-                "name": card.outputs["scores"],
-                "datatype": "FP32",
-                "shape": list(out.scores.shape),
-                "data": out.scores.reshape(-1),
-            },
-        }
-        wanted = [o.name for o in req.outputs] if req.outputs else list(tensors)
-        unknown = [n for n in wanted if n not in tensors]
-        if unknown:
-            raise InvalidInput(
-                [("outputs", f"unknown outputs {unknown}; the model has {list(tensors)}")]
-            )
         return json_response(
             {
                 "model_name": card.name,
                 "model_version": card.version,
                 "id": rid,
-                "outputs": [tensors[n] for n in wanted],
+                "outputs": output_tensors(card, out, wanted),
             },
             headers={k.decode(): v.decode() for k, v in call.headers},
         )
