@@ -83,6 +83,16 @@ def normalise(text: str, extra: list[tuple[re.Pattern[str], Replacement]] | None
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
+CODE = "-w ' %{http_code}\\n'"
+"""curl's flag that prints the HTTP status after the body (` 422` at the end of the output)."""
+
+
+def status_is(code: int, *shows: str) -> Callable[[str], bool]:
+    """An `expect`: the output ends with the status `code` (printed by CODE) and shows each
+    of `shows`."""
+    return lambda out: out.rstrip().endswith(f" {code}") and all(s in out for s in shows)
+
+
 def curl_json(url: str, body: object, *, flags: str = "-s") -> str:
     """`curl FLAGS URL -H 'Content-Type: application/json' -d '<body as compact JSON>'`."""
     data = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))

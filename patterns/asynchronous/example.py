@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 
-from patterns.example import Walkthrough, curl_json
+from patterns.example import CODE, Walkthrough, curl_json
 
 URL = "http://127.0.0.1:8000"
 WORKER = "http://127.0.0.1:8001"
 DIGIT = "patterns/asynchronous/examples/digit.json"
-CODE = "-w ' %{http_code}\\n'"
 SUBMIT = (
     "JOB=$(curl -s -D /dev/stderr -o /dev/stderr -w '%header{location}' "
     f"{URL}/jobs -H 'Content-Type: application/json' -d @{DIGIT})"

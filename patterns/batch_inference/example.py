@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
-from patterns.example import Walkthrough
+from patterns.example import CODE, Walkthrough
 
 URL = "http://127.0.0.1:8000"
-CODE = "-w ' %{http_code}\\n'"
 DEMO_DB = "data/batch-demo.db"
 ON_DEMO_DB = f"MLSP_DATABASE_URL=sqlite:///{DEMO_DB} "
 SCORE = (

@@ -27,6 +27,16 @@ VOLATILE = [(re.compile(r'"retry_in_s":[\d.]+'), '"retry_in_s":<n>')]
 """The loader's backoff is jittered."""
 
 
+def loader_fails(w: Walkthrough, tracking: str, args: str, shows: str) -> None:
+    """Run the loader against `tracking` with `--uri ARGS`: its last log line shows `shows`,
+    and it exits 1."""
+    w.sh(
+        f"MLFLOW_TRACKING_URI={tracking} {LOADER} --uri {args} {LAST_LINE}",
+        expect=lambda out: shows in out and "exit code 1" in out,
+        timeout=30,
+    )
+
+
 def walk(w: Walkthrough) -> None:
     w.section("worked")
     w.note("the registry: which version the alias names, and its sha256 tag")
@@ -42,26 +52,12 @@ def walk(w: Walkthrough) -> None:
     w.section("failure")
     w.note("the loader alone, as the init step runs it: MLflow unreachable, a 3 s deadline;")
     w.note("it retries with jittered backoff, then exits 1 (the last line of its log)")
-    w.sh(
-        f"MLFLOW_TRACKING_URI=http://127.0.0.1:1 {LOADER} --uri models:/iris-svc@production "
-        f"--deadline 3 {LAST_LINE}",
-        expect=lambda out: "unreachable" in out and "exit code 1" in out,
-        timeout=30,
-    )
+    loader_fails(w, "http://127.0.0.1:1", "models:/iris-svc@production --deadline 3", "unreachable")
     w.note("an alias nobody set (a fresh cluster whose training Job has not run yet): the")
     w.note("same retries, then exit 1")
-    w.sh(
-        f"MLFLOW_TRACKING_URI={MLFLOW} {LOADER} --uri models:/iris-svc@nope --deadline 3 "
-        f"{LAST_LINE}",
-        expect=lambda out: "not in the registry yet" in out and "exit code 1" in out,
-        timeout=30,
-    )
+    loader_fails(w, MLFLOW, "models:/iris-svc@nope --deadline 3", "not in the registry yet")
     w.note("a URI that can never work: exit 1 at once, no retry")
-    w.sh(
-        f"MLFLOW_TRACKING_URI={MLFLOW} {LOADER} --uri iris-svc {LAST_LINE}",
-        expect=lambda out: '"retryable":false' in out and "exit code 1" in out,
-        timeout=30,
-    )
+    loader_fails(w, MLFLOW, "iris-svc", '"retryable":false')
     w.sh("ls data/loaded 2>&1", expect="No such file or directory", code=2)
     w.note("the server keeps serving what it verified at start")
     w.sh(f"curl -s {URL}/readyz", expect='"ready":true')

@@ -8,14 +8,13 @@ drawn by `serving.preprocessing.render_digit`, and the tensor prep makes of the 
 
 from __future__ import annotations
 
-from patterns.example import Walkthrough
+from patterns.example import CODE, Walkthrough
 
 PRED = "http://127.0.0.1:8000"
 PREP = "http://127.0.0.1:8001"
 IMAGE = f"{PREP}/predict/image"
 INFER = f"{PRED}/v2/models/digits-lr/infer"
 FILES = "patterns/prep_pred/examples"
-CODE = "-s -w ' %{http_code}\\n'"
 
 
 def upload(path: str, media: str = "image/png", flags: str = "-s", url: str = IMAGE) -> str:
@@ -28,7 +27,7 @@ def infer(edit: str | None = None) -> str:
         return f"curl -s {INFER} -H 'Content-Type: application/json' -d @{FILES}/tensor.json"
     return (
         f"sed '{edit}' {FILES}/tensor.json | "
-        f"curl {CODE} {INFER} -H 'Content-Type: application/json' -d @-"
+        f"curl -s {CODE} {INFER} -H 'Content-Type: application/json' -d @-"
     )
 
 
@@ -41,21 +40,21 @@ def walk(w: Walkthrough) -> None:
     w.sh(infer(), expect='"name":"label","datatype":"INT64","shape":[1],"data":[3]')
     w.note("pred takes tensors only")
     w.sh(
-        upload(f"{FILES}/digit-64x64.png", flags=CODE, url=f"{PRED}/predict/image"),
+        upload(f"{FILES}/digit-64x64.png", flags=f"-s {CODE}", url=f"{PRED}/predict/image"),
         expect=" 404",
     )
 
     w.section("failure")
     w.note("bad uploads stop at prep; pred is not called")
-    w.sh(f"curl {CODE} {IMAGE} -H 'Content-Type: text/plain' -d 'hello'", expect=" 415")
-    w.sh(upload(f"{FILES}/wide-5000x10.png", flags=CODE), expect=" 413")
+    w.sh(f"curl -s {CODE} {IMAGE} -H 'Content-Type: text/plain' -d 'hello'", expect=" 415")
+    w.sh(upload(f"{FILES}/wide-5000x10.png", flags=f"-s {CODE}"), expect=" 413")
     w.sh(
-        f"head -c 6000000 /dev/zero | curl {CODE} {IMAGE} "
+        f"head -c 6000000 /dev/zero | curl -s {CODE} {IMAGE} "
         "-H 'Content-Type: image/png' --data-binary @-",
         expect=" 413",
     )
     w.sh(
-        f"head -c 100 {FILES}/digit-64x64.png | curl {CODE} {IMAGE} "
+        f"head -c 100 {FILES}/digit-64x64.png | curl -s {CODE} {IMAGE} "
         "-H 'Content-Type: image/png' --data-binary @-",
         expect=" 400",
     )
@@ -65,7 +64,7 @@ def walk(w: Walkthrough) -> None:
     w.sh(infer("s/FP32/FP64/"), expect='"field":"inputs[0].datatype"')
     w.note("a deadline already spent when the request arrives")
     w.sh(
-        f'curl {CODE} {IMAGE} -H "X-Request-Deadline-Ms: $(( $(date +%s%3N) + 1 ))" '
+        f'curl -s {CODE} {IMAGE} -H "X-Request-Deadline-Ms: $(( $(date +%s%3N) + 1 ))" '
         f"-H 'Content-Type: image/png' --data-binary @{FILES}/digit-64x64.png",
         expect=" 504",
     )
@@ -74,7 +73,7 @@ def walk(w: Walkthrough) -> None:
     w.sh(upload(f"{FILES}/digit-64x64.png", flags="-si"), expect='"dependency":"pred"')
     w.note("prep stays ready: it still refuses bad input on its own")
     w.sh(f"curl -s {PREP}/readyz", expect='"ready":true')
-    w.sh(f"curl {CODE} {IMAGE} -H 'Content-Type: text/plain' -d 'hello'", expect=" 415")
+    w.sh(f"curl -s {CODE} {IMAGE} -H 'Content-Type: text/plain' -d 'hello'", expect=" 415")
     w.sh(
         f"curl -s {PREP}/metrics | grep ^mlsp_dependency_up",
         expect='mlsp_dependency_up{dependency="pred",service="prep-pred-prep"} 0.0',

@@ -5,7 +5,7 @@ make example PATTERN=serial
 
 from __future__ import annotations
 
-from patterns.example import Walkthrough, curl_json
+from patterns.example import CODE, Walkthrough, curl_json, status_is
 
 CLASSIFY = "http://127.0.0.1:8001"
 PROXY = "http://127.0.0.1:8002"
@@ -39,18 +39,17 @@ def walk(w: Walkthrough) -> None:
     w.section("failure")
     w.note("bad input: refused by stage 1 and relayed with the trace so far")
     w.sh(
-        curl_json(PREDICT, {"instances": [[1.0, 2.0]]}, flags="-s -w ' %{http_code}\\n'"),
-        expect=lambda out: '"field":"instances[0]"' in out and out.rstrip().endswith(" 422"),
+        curl_json(PREDICT, {"instances": [[1.0, 2.0]]}, flags=f"-s {CODE}"),
+        expect=status_is(422, '"field":"instances[0]"'),
     )
     w.note("a budget already spent on arrival: 504 before any stage is called")
     w.sh(
         curl_json(
             PREDICT,
             {"instances": [INLIER]},
-            flags="-s -w ' %{http_code}\\n' "
-            '-H "X-Request-Deadline-Ms: $(( $(date +%s%3N) + 1 ))"',
+            flags=f'-s {CODE} -H "X-Request-Deadline-Ms: $(( $(date +%s%3N) + 1 ))"',
         ),
-        expect=lambda out: '"code":"deadline_exceeded"' in out and out.rstrip().endswith(" 504"),
+        expect=status_is(504, '"code":"deadline_exceeded"'),
     )
     w.note("stage 2 goes away (held down, as if scaled to 0)")
     w.sh("make stop PATTERN=serial PROCESS=classify", expect="classify: stopped")

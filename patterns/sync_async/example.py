@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 import time
 
-from patterns.example import ExampleFailed, Walkthrough, curl_json
+from patterns.example import CODE, ExampleFailed, Walkthrough, curl_json
 
 PROXY = "http://127.0.0.1:8002"
 DIGIT = "patterns/sync_async/examples/digit.json"
-CODE = "-w ' %{http_code}\\n'"
 PREDICT = f"curl -s {CODE} {PROXY}/predict -H 'Content-Type: application/json' -d @{DIGIT}"
 SUBMIT = (
     "JOB=$(curl -s -D /dev/stderr -o /dev/stderr -w '%header{location}' "

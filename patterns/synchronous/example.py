@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 
-from patterns.example import Walkthrough
+from patterns.example import CODE, Walkthrough
 
 URL = "http://127.0.0.1:8000"
 DIGIT = "patterns/synchronous/examples/digit.png"
-CODE = "-w ' %{http_code}\\n'"
 
 PROCESS_ENV = {
     "server": {"MLSP_SIMULATED_LATENCY_MS": "500", "MLSP_MAX_INFLIGHT": "2"},

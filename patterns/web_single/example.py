@@ -5,7 +5,7 @@ make example PATTERN=web_single
 
 from __future__ import annotations
 
-from patterns.example import Walkthrough, curl_json
+from patterns.example import CODE, Walkthrough, curl_json
 
 URL = "http://127.0.0.1:8000"
 PREDICT = f"{URL}/predict"
@@ -29,7 +29,7 @@ def walk(w: Walkthrough) -> None:
         expect='"field":"instances[0][2]"',
     )
     w.sh(curl_json(PREDICT, {"instances": []}), expect='"field":"instances"')
-    w.sh(curl_json(PREDICT, "not json", flags="-s -w ' %{http_code}\\n'"), expect=" 400")
+    w.sh(curl_json(PREDICT, "not json", flags=f"-s {CODE}"), expect=" 400")
     w.sh(
         f"head -c 2000000 /dev/zero | curl -s -w ' %{{http_code}}\\n' {PREDICT} "
         "-H 'Content-Type: application/json' --data-binary @-",
