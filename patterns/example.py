@@ -77,10 +77,28 @@ class ExampleFailed(AssertionError):
     """A step did not show what it must."""
 
 
+def _sorted_headers(lines: list[str]) -> list[str]:
+    """Response header lines (after `curl -i`'s status line, up to the blank line) in name
+    order: their order carries no meaning and changes with the code that adds them."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for line in lines:
+        if block is not None and line:
+            block.append(line)
+            continue
+        if block is not None:
+            out += sorted(block, key=str.lower)
+            block = None
+        out.append(line)
+        if line.startswith("HTTP/1.1 "):
+            block = []
+    return out + sorted(block or [], key=str.lower)
+
+
 def normalise(text: str, extra: list[tuple[re.Pattern[str], Replacement]] | None = None) -> str:
     for pattern, replacement in [*(extra or []), *VOLATILE]:
         text = pattern.sub(replacement, text)
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+    return "\n".join(_sorted_headers([line.rstrip() for line in text.strip().splitlines()]))
 
 
 CODE = "-w ' %{http_code}\\n'"

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import metrics, preprocessing
 from serving.admission import Admission
@@ -67,7 +68,7 @@ def _response(rendered: Rendered) -> Response:
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _response(render(exc, request_id(request)))
+        return _response(render(exc, request_id(request), request.url.path))
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -79,7 +80,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             mapped = NotFound(f"no route {request.method} {request.url.path}")
         elif exc.status_code == 405:
-            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            allow = (exc.headers or {}).get("Allow", "")
+            mapped = MethodNotAllowed(
+                f"{request.method} is not allowed on {request.url.path}", allow=allow
+            )
         else:
             mapped = ApiError(str(exc.detail))
             mapped.status_code, mapped.code = exc.status_code, "http_error"
@@ -88,7 +92,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": request_id(request)})
         rid = request_id(request)
-        response = _response(internal(rid))
+        response = _response(internal(rid, request.url.path))
         if rid:  # served outside the request-id middleware (Starlette's error middleware)
             response.headers["X-Request-ID"] = rid
         return response
@@ -224,6 +228,58 @@ def _install_metadata(app: FastAPI, state: ServiceState) -> None:
         return json_response(card)
 
 
+class HeadAsGet:
+    """HEAD answered wherever GET is (RFC 9110 9.3.2): FastAPI routes GET only, so a HEAD is
+    routed as GET on a copy of the scope, and the server (uvicorn, which sees HEAD) sends the
+    headers without the body. Written by hand: neither FastAPI nor Starlette offers it for
+    APIRoute."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send)
+        finally:
+            if "route" in inner:  # for the metrics' route label
+                scope["route"] = inner["route"]
+
+
+def _hoist_defs(node: Any, into: dict[str, Any]) -> None:
+    """Move every `$defs` of an inline schema (a pydantic model in `openapi_extra`) into
+    components/schemas, where its `$ref`s point."""
+    if isinstance(node, dict):
+        into.update(node.pop("$defs", {}))
+        for value in node.values():
+            _hoist_defs(value, into)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_defs(value, into)
+
+
+def _self_contained_openapi(app: FastAPI) -> None:
+    """An OpenAPI document whose every `$ref` resolves (fuzzers and client generators
+    follow them)."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = default()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            hoisted: dict[str, Any] = {}
+            _hoist_defs(doc["paths"], hoisted)
+            for name, schema in hoisted.items():
+                schemas.setdefault(name, schema)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: ServingSettings,
     *,
@@ -278,8 +334,10 @@ def create_app(
         install_oip(app, state)
     if extend is not None:
         extend(app, state)
+    _self_contained_openapi(app)
     access_log = AccessLog(settings.service, settings.pattern) if settings.access_log else None
     app.state.access_log = access_log
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         RequestContextMiddleware,
         service=settings.service,

@@ -1,6 +1,9 @@
 """One error base class, each subclass carrying its HTTP status; one JSON error shape.
 
-Every error leaves the server as `{"error": {"code", "message", "request_id", ...}}`.
+Every error leaves the server as `{"error": {"code", "message", "request_id", ...}}`, except on
+the Open Inference Protocol routes (`/v2...`), whose clients read `error` as a string: there the
+message is `error` and the other fields sit beside it (`{"error": "...", "code", "request_id",
+...}`). `error_fields` reads either shape.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ class ApiError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
-    def body(self, request_id: str | None) -> dict[str, Any]:
+    def body(self, request_id: str | None, *, oip: bool = False) -> dict[str, Any]:
+        """The JSON body; `oip`: the OIP v2 shape (the message as the `error` string)."""
+        if oip:
+            return {
+                "error": self.message,
+                "code": self.code,
+                "request_id": request_id,
+                **self.extra,
+            }
         return {
             "error": {
                 "code": self.code,
@@ -34,6 +45,24 @@ class ApiError(Exception):
                 **self.extra,
             }
         }
+
+
+def is_oip(path: str) -> bool:
+    """A route of the Open Inference Protocol v2 (its errors take the OIP shape)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_fields(body: Any) -> dict[str, Any] | None:
+    """The error's fields (`code`, `message`, `field`, ...) of an answer in either shape, or
+    None when the body is no error of ours."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {**{k: v for k, v in body.items() if k != "error"}, "message": error}
+    return None
 
 
 class BadRequest(ApiError):
@@ -47,8 +76,20 @@ class NotFound(ApiError):
 
 
 class MethodNotAllowed(ApiError):
+    """405, with the `Allow` header (RFC 9110) naming the methods the route takes."""
+
     status_code = 405
     code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        methods = [m.strip() for m in allow.split(",") if m.strip()]
+        if "GET" in methods and "HEAD" not in methods:
+            methods.append("HEAD")  # served for every GET route (serving/app.py)
+        super().__init__(message, allow=methods)
+        self.allow = ", ".join(methods)
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
 
 
 class PayloadTooLarge(ApiError):
@@ -119,16 +160,18 @@ class Rendered(NamedTuple):
     headers: list[tuple[bytes, bytes]]
 
 
-def render(exc: ApiError, request_id: str | None) -> Rendered:
-    """The one renderer of errors: the FastAPI handlers and the raw-ASGI fast path both call
-    it, so a 4xx/5xx has the same body and headers whichever path served the request."""
+def render(exc: ApiError, request_id: str | None, path: str = "") -> Rendered:
+    """The one renderer of errors: the FastAPI handlers and the raw-ASGI middleware both call
+    it, so a 4xx/5xx has the same body and headers whichever path served the request; `path`
+    picks the OIP shape on `/v2` routes."""
     headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
-    return Rendered(exc.status_code, orjson.dumps(exc.body(request_id)), headers)
+    body = exc.body(request_id, oip=is_oip(path))
+    return Rendered(exc.status_code, orjson.dumps(body), headers)
 
 
-def internal(request_id: str | None) -> Rendered:
+def internal(request_id: str | None, path: str = "") -> Rendered:
     """An unexpected exception, after it was logged: a 500 that names no internals."""
-    return render(ApiError("internal error"), request_id)
+    return render(ApiError("internal error"), request_id, path)
 
 
 def field_path(loc: Sequence[str | int]) -> str:

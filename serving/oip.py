@@ -1,105 +1,32 @@
 """Open Inference Protocol v2 (REST) on top of the same model contract.
 
 The protocol KServe, Triton, MLServer and Seldon speak, so their clients work against any model
-server of ours: server/model metadata, health, readiness and `infer` with tensors. Errors use
-the project's error shape, whose `error` key OIP clients read.
+server of ours, in their default modes: server/model metadata, health, readiness and `infer`
+with tensors as JSON or with the binary tensor data extension (serving/tensors.py). Errors take
+the OIP shape, `{"error": "<message>"}`, with the project's `code`, `field` and `request_id`
+beside it (serving/errors.py).
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from serving import tensors
 from serving.errors import InvalidInput, NotFound, Skew
-from serving.inference import ERRORS, invalid_from_pydantic, json_response, read_body, to_matrix
-from serving.model import ModelCard, Prediction
+from serving.inference import ERRORS, json_response, read_body
+from serving.model import ModelCard
 from serving.predictor import Batch, Call, Predictor
 from serving.settings import ServingSettings
 from serving.state import ServiceState
+from serving.tensors import InferInput, InferRequest, InferResponse
 
 PROTOCOL_VERSION = "2"
-DATATYPES = {"FP32", "FP64", "INT32", "INT64"}
-
-
-class InferInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
-
-
-class RequestedOutput(BaseModel):
-    name: str
-    parameters: dict[str, Any] | None = None
-
-
-class InferRequest(BaseModel):
-    """An OIP v2 inference request (tensors as row-major `data`, flat or nested)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "inputs": [
-                        {
-                            "name": "X",
-                            "shape": [1, 4],
-                            "datatype": "FP32",
-                            "data": [5.1, 3.5, 1.4, 0.2],
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: Annotated[list[InferInput], Field(min_length=1, max_length=1)]
-    outputs: list[RequestedOutput] | None = None
-
-
-class OutputTensor(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int]
-    data: list[Any]
-
-
-class InferResponse(BaseModel):
-    model_name: str
-    model_version: str
-    id: str
-    outputs: list[OutputTensor]
-
-
-def _flatten(data: list[Any], field: str, limit: int) -> list[float]:
-    """Row-major flattening; only JSON numbers are accepted (no strings, no booleans)."""
-    flat: list[float] = []
-    stack: list[Any] = [iter(data)]
-    while stack:
-        item = next(stack[-1], StopIteration)
-        if item is StopIteration:
-            stack.pop()
-        elif isinstance(item, list):
-            stack.append(iter(item))
-        elif isinstance(item, int | float) and not isinstance(item, bool):
-            try:
-                flat.append(float(item))
-            except OverflowError:
-                raise InvalidInput(
-                    [(field, f"element {len(flat)} is outside the float32 range")]
-                ) from None
-            if len(flat) > limit:
-                raise InvalidInput([(field, f"more than {limit} values")])
-        else:
-            raise InvalidInput([(field, f"element {len(flat)} is not a number: {item!r}")])
-    return flat
+EXTENSIONS = ["binary_tensor_data"]
+"""The protocol extensions served (advertised in `GET /v2`; Triton's names)."""
 
 
 OIP_DTYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
@@ -180,67 +107,28 @@ def _metadata(predictor: Predictor) -> dict[str, Any]:
     }
 
 
-def parse_infer(body: bytes) -> InferRequest:
-    try:
-        return InferRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise invalid_from_pydantic(exc) from None
-
-
-def input_batch(req: InferRequest, card: ModelCard, s: ServingSettings) -> Batch:
+def input_batch(infer: tensors.Infer, card: ModelCard, s: ServingSettings) -> Batch:
     """The request's input tensor as the float32 batch the model takes (422 naming the field
     if not; the skew guard first, see `check_contract`)."""
-    tensor = req.inputs[0]
+    tensor = infer.req.inputs[0]
     if tensor.name != card.input.name:
         message = f"unknown input {tensor.name!r}; the model takes {card.input.name!r}"
         raise InvalidInput([("inputs[0].name", message)])
-    check_contract(card, tensor, req.parameters, strict=s.require_contract)
-    if tensor.datatype not in DATATYPES:
-        raise InvalidInput(
-            [("inputs[0].datatype", f"{tensor.datatype!r} is not one of {sorted(DATATYPES)}")]
-        )
+    check_contract(card, tensor, infer.req.parameters, strict=s.require_contract)
     width = card.n_features
     shape = tensor.shape if len(tensor.shape) == 2 else [1, tensor.shape[0]]
     if shape[0] == 0:
         raise InvalidInput([("inputs[0].shape", "the batch must hold at least one row")])
     if shape[1] != width:
         raise InvalidInput([("inputs[0].shape", f"expected [n, {width}], got {tensor.shape}")])
-    flat = _flatten(tensor.data, "inputs[0].data", s.max_batch * width)
-    if len(flat) != shape[0] * shape[1]:
-        raise InvalidInput(
-            [("inputs[0].data", f"{len(flat)} values do not fill shape {tensor.shape}")]
-        )
-    rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
-    return to_matrix(rows, width, s.max_batch, field="inputs[0].data")
+    if shape[0] > s.max_batch:
+        raise InvalidInput([("inputs[0].shape", f"at most {s.max_batch} rows, got {shape[0]}")])
+    values = tensors.input_values(infer, 0, s.max_batch * width)
+    return tensors.as_batch(values, shape[0], width, "inputs[0].data")
 
 
-def wanted_outputs(req: InferRequest, card: ModelCard) -> list[str]:
-    """The output tensors asked for (default: all), each one the model has."""
-    names = [card.outputs["label"], card.outputs["scores"]]
-    wanted = [o.name for o in req.outputs] if req.outputs else names
-    unknown = [n for n in wanted if n not in names]
-    if unknown:
-        raise InvalidInput([("outputs", f"unknown outputs {unknown}; the model has {names}")])
-    return wanted
-
-
-def output_tensors(card: ModelCard, out: Prediction, wanted: list[str]) -> list[dict[str, Any]]:
-    label, scores = card.outputs["label"], card.outputs["scores"]
-    tensors = {
-        label: {
-            "name": label,
-            "datatype": "INT64",
-            "shape": [len(out.class_ids)],
-            "data": out.class_ids,
-        },
-        scores: {
-            "name": scores,
-            "datatype": "FP32",
-            "shape": list(out.scores.shape),
-            "data": out.scores.reshape(-1),
-        },
-    }
-    return [tensors[n] for n in wanted]
+def _head(card: ModelCard, rid: str) -> dict[str, Any]:
+    return {"model_name": card.name, "model_version": card.version, "id": rid}
 
 
 TAGS: list[str | Enum] = ["open inference protocol v2"]
@@ -261,7 +149,7 @@ def _install_metadata_and_health(app: FastAPI, state: ServiceState) -> None:
             {
                 "name": "ml-system-patterns",
                 "version": "0.1.0",
-                "extensions": [],
+                "extensions": EXTENSIONS,
                 "protocol_version": PROTOCOL_VERSION,
             }
         )
@@ -270,13 +158,21 @@ def _install_metadata_and_health(app: FastAPI, state: ServiceState) -> None:
     async def live() -> Response:
         return json_response({"live": True})
 
-    @app.get("/v2/health/ready", tags=tags, summary="Server ready (OIP: 4xx when not)")
+    @app.get(
+        "/v2/health/ready",
+        tags=tags,
+        summary="Server ready (OIP: 4xx when not)",
+        responses={400: {"description": 'Not ready: `{"ready": false}`'}},
+    )
     async def ready() -> Response:
         ok = not await state.reasons()
         return json_response({"ready": ok}, 200 if ok else 400)
 
     async def model_ready(name: str, version: str | None) -> Response:
-        _model_for(state, name, version)
+        # OIP: a model that is not ready is a 4xx with {"ready": false}, not a 5xx; another
+        # model's name is 404 once the served one is known.
+        if state.loaded.is_set():
+            _model_for(state, name, version)
         ok = not await state.reasons()
         return json_response({"name": name, "ready": ok}, 200 if ok else 400)
 
@@ -293,12 +189,20 @@ def _install_metadata_and_health(app: FastAPI, state: ServiceState) -> None:
     async def model_version_metadata(name: str, version: str) -> Response:
         return json_response(_metadata(_model_for(state, name, version)))
 
-    @app.get("/v2/models/{name}/ready", tags=tags, summary="Model ready")
+    ready_doc: dict[int | str, dict[str, Any]] = {
+        400: {"description": 'Not ready: `{"name", "ready": false}`'},
+        404: ERRORS[404],
+    }
+
+    @app.get("/v2/models/{name}/ready", tags=tags, summary="Model ready", responses=ready_doc)
     async def model_is_ready(name: str) -> Response:
         return await model_ready(name, None)
 
     @app.get(
-        "/v2/models/{name}/versions/{version}/ready", tags=tags, summary="Model ready (one version)"
+        "/v2/models/{name}/versions/{version}/ready",
+        tags=tags,
+        summary="Model ready (one version)",
+        responses=ready_doc,
     )
     async def model_version_ready(name: str, version: str) -> Response:
         return await model_ready(name, version)
@@ -306,15 +210,17 @@ def _install_metadata_and_health(app: FastAPI, state: ServiceState) -> None:
 
 def _install_infer(app: FastAPI, state: ServiceState) -> None:
     s, tags = state.settings, TAGS
+    schema = {"schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}
     infer_doc = {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": InferRequest.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
+                "application/json": schema,
+                tensors.OCTETS: {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "the binary tensor data extension: the JSON request, "
+                    "Inference-Header-Content-Length bytes long, then the tensors' bytes",
+                },
             },
         }
     }
@@ -322,21 +228,19 @@ def _install_infer(app: FastAPI, state: ServiceState) -> None:
     async def run_infer(request: Request, name: str, version: str | None) -> Response:
         predictor = _model_for(state, name, version)
         card = predictor.card
-        req = parse_infer(await read_body(request, s.max_body_bytes))
-        x = input_batch(req, card, s)
-        wanted = wanted_outputs(req, card)  # 422 before the model runs
-        rid = req.id or request.scope["state"]["request_id"]
+        body = await read_body(request, s.max_body_bytes)
+        infer = tensors.parse(body, request.headers.get(tensors.HEADER_LENGTH))
+        x = input_batch(infer, card, s)
+        names = [card.outputs["label"], card.outputs["scores"]]
+        wanted = tensors.wanted_outputs(infer.req, names)  # 422 before the model runs
+        rid = infer.req.id or request.scope["state"]["request_id"]
         call = Call(rid, request.scope["state"]["log_extra"])
         out = await predictor.predict(x, call)
-        return json_response(
-            {
-                "model_name": card.name,
-                "model_version": card.version,
-                "id": rid,
-                "outputs": output_tensors(card, out, wanted),
-            },
-            headers={k.decode(): v.decode() for k, v in call.headers},
+        payload, media_type, headers = tensors.encode_response(
+            _head(card, rid), tensors.output_arrays(card, out), wanted
         )
+        headers.update((k.decode(), v.decode()) for k, v in call.headers)
+        return Response(payload, media_type=media_type, headers=headers)
 
     @app.post(
         "/v2/models/{name}/infer",

@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from serving import h1, http, metrics
 from serving.admission import DEADLINE_HEADER, deadline_seconds
 from serving.app import create_app
-from serving.errors import ApiError, DeadlineExceeded, Unavailable
+from serving.errors import ApiError, DeadlineExceeded, Unavailable, error_fields
 from serving.inference import ERRORS, JSON, read_body
 from serving.schemas import PredictRequest
 from serving.settings import ServingSettings
@@ -111,16 +111,13 @@ class Outcome:
         """The backend refused the input itself (400, 413, 415, 422 with an error body): the
         caller's fault, relayed as is. Any other 4xx (404, 405: a backend that is not what the
         proxy expects) is the proxy's problem, a failed call."""
-        return (
-            self.status in RELAYED
-            and self.body is not None
-            and isinstance(self.body.get("error"), dict)
-        )
+        return self.status in RELAYED and error_fields(self.body) is not None
 
     def as_error(self) -> ApiError:
         """The error the proxy answers with when this call was required."""
-        if self.client_error and self.body is not None:
-            return Relayed(self.status or 400, self.body["error"])
+        fields = error_fields(self.body) if self.status in RELAYED else None
+        if fields is not None:
+            return Relayed(self.status or 400, fields)
         if self.out_of_budget:
             return DeadlineExceeded(f"the deadline passed while waiting for {self.name}")
         return Unavailable(f"{self.name} failed: {self.error}", dependency=self.name)
@@ -146,7 +143,8 @@ class Outcome:
 
 
 class Relayed(ApiError):
-    """A backend's 4xx, passed on unchanged (code, message, field) with its status."""
+    """A backend's 4xx, passed on unchanged (code, message, field) with its status; read
+    from either error shape (serving/errors.py), answered in the proxy's."""
 
     def __init__(self, status: int, error: dict[str, Any]) -> None:
         extra = {k: v for k, v in error.items() if k not in ("code", "message", "request_id")}

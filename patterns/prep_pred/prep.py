@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from serving import h1, metrics, preprocessing
-from serving.errors import Unavailable
+from serving.errors import Unavailable, error_fields
 from serving.inference import json_response
 from serving.upstream import (
     Backend,
@@ -94,7 +94,7 @@ def _pred_failure(outcome: Outcome) -> Exception:
     """The error for a failed call to pred: the budget's, or a 503 naming pred (and its code)."""
     if outcome.out_of_budget:
         return outcome.as_error()
-    code = ((outcome.body or {}).get("error") or {}).get("code")
+    code = (error_fields(outcome.body) or {}).get("code")
     return Unavailable(
         f"pred failed: {outcome.error}" + (f" ({code})" if code else ""),
         dependency="pred",

@@ -20,6 +20,11 @@ def walk(w: Walkthrough) -> None:
         curl_json(f"{URL}/v2/models/iris-svc/infer", {"inputs": [tensor]}),
         expect='"model_name":"iris-svc"',
     )
+    w.note("the public Triton client, with its defaults (binary tensors both ways)")
+    w.sh(
+        f".venv/bin/python -m patterns.web_single.triton_client {URL}",
+        expect="binary outputs: [16, 24] bytes",
+    )
     w.sh(f"curl -s {URL}/readyz", expect='"ready":true')
 
     w.section("failure")

@@ -63,6 +63,12 @@ def test_normalise_hides_ids_timings_and_dependency_ports_only() -> None:
     assert normalise(a) != normalise(a.replace('"label":"1"', '"label":"7"'))
     assert normalise('"confidence": 0.8983') == normalise('"confidence": 0.8984')
     assert normalise("card says 05e12f4c37c5…") == normalise("card says e703daec9d27…")
+    # `curl -i` headers compare in any order; their values and the body still count
+    one = "HTTP/1.1 503 X\nretry-after: 2\ncontent-type: a\n\n{}\nz: 1\ny: 2"
+    other = "HTTP/1.1 503 X\ncontent-type: a\nretry-after: 2\n\n{}\nz: 1\ny: 2"
+    assert normalise(one) == normalise(other)
+    assert normalise(one) != normalise(one.replace("retry-after: 2", "retry-after: 5"))
+    assert normalise(one) != normalise(one.replace("z: 1\ny: 2", "y: 2\nz: 1"))
 
 
 CURL_SHORTHAND = re.compile(r"curl\b[^\n]*?\s:\d{2,5}\b|curl\b[^\n]*?\slocalhost:\d")

@@ -99,7 +99,8 @@ def test_pred_refuses_a_tensor_made_for_another_contract(pattern: RunningPattern
     ]:
         resp = httpx.post(infer, json=body)
         assert resp.status_code == 422, (body, resp.text)
-        error = resp.json()["error"]
+        error = resp.json()  # the OIP shape: the message as `error`, the fields beside it
+        assert isinstance(error["error"], str)
         assert (error["code"], error["field"]) == ("skew", field)
     # tensors only: no image decoding (and no untyped rows) on pred
     assert httpx.post(f"{pattern.url('pred')}/predict/image", content=b"x").status_code == 404

@@ -35,8 +35,12 @@ def test_only_input_errors_are_relayed_as_the_clients_own() -> None:
         mapped = other.as_error()
         assert isinstance(mapped, Unavailable), status
         assert mapped.extra["dependency"] == "stage"
+    # the OIP shape (a /v2 backend's error string, fields beside it) is relayed too
+    oip = {"error": "x: bad", "code": "invalid_input", "field": "x"}
+    from_v2 = Outcome("stage", False, 1.0, 422, oip, error="status 422").as_error()
+    assert isinstance(from_v2, Relayed) and from_v2.body("rid")["error"]["field"] == "x"
     # a 422 whose body is not our error object: the backend is not what the proxy expects
-    odd = Outcome("stage", False, 1.0, 422, {"error": "text"}, error="status 422")
+    odd = Outcome("stage", False, 1.0, 422, {"detail": "text"}, error="status 422")
     assert not odd.client_error and isinstance(odd.as_error(), Unavailable)
     late = Outcome("stage", False, 5.0, error="timeout", out_of_budget=True)
     assert isinstance(late.as_error(), DeadlineExceeded)
