@@ -24,7 +24,7 @@ from serving.errors import ApiError, BadRequest, InvalidInput, NotFound, field_p
 from serving.middleware import read_asgi_body
 from serving.model import ModelCard, Prediction
 from serving.predictor import Batch
-from serving.schemas import PREDICT_ADAPTER, ErrorResponse
+from serving.schemas import PREDICT_ADAPTER, ErrorResponse, OipErrorResponse
 from serving.settings import ServingSettings
 
 JSON = "application/json"
@@ -32,6 +32,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)
 }
 """The error responses a prediction route documents in OpenAPI."""
+OIP_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": OipErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)
+}
+"""The same on the OIP v2 routes, in their error shape (serving/errors.py)."""
 
 
 def encode(content: Any) -> bytes:

@@ -17,7 +17,8 @@ from fastapi.responses import Response
 
 from serving import tensors
 from serving.errors import InvalidInput, NotFound, Skew
-from serving.inference import ERRORS, json_response, read_body
+from serving.inference import OIP_ERRORS as ERRORS
+from serving.inference import json_response, read_body
 from serving.model import ModelCard
 from serving.predictor import Batch, Call, Predictor
 from serving.settings import ServingSettings

@@ -30,15 +30,25 @@ class ModelRef(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    """A classifier's answer for one row."""
+
     label: str
     class_id: int
     probabilities: dict[str, float]
 
 
+class OutlierOut(BaseModel):
+    """An outlier detector's answer for one row (an ocsvm model): its decision score."""
+
+    label: str
+    class_id: int
+    score: float
+
+
 class PredictResponse(BaseModel):
     request_id: str
     model: ModelRef
-    predictions: list[PredictionOut]
+    predictions: list[PredictionOut | OutlierOut]
 
 
 class ErrorDetail(BaseModel):
@@ -50,6 +60,15 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class OipErrorResponse(BaseModel):
+    """An error on the OIP v2 routes: the message as `error`, as OIP clients read it."""
+
+    error: str
+    code: str
+    request_id: str | None
+    field: str | None = None
 
 
 class Readiness(BaseModel):

@@ -3,6 +3,8 @@ request body, and has no stray parameters (a handler argument FastAPI mistook fo
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,3 +42,32 @@ def test_prediction_routes_are_documented(name: str) -> None:
         assert "parameters" not in op, (path, op.get("parameters"))
         assert op["requestBody"]["content"], path
         assert {"422", "503"} <= set(op["responses"]), path
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"), [("iris-svc", "PredictionOut"), ("iris-ocsvm", "OutlierOut")]
+)
+def test_predict_answers_match_the_documented_schema(data_dir: Path, model: str, kind: str) -> None:
+    """A classifier's and an outlier detector's (serial's gate) answers both validate against
+    the schema /predict documents."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.schemas import PredictResponse
+    from serving.settings import ServingSettings
+
+    settings = ServingSettings(model_dir=data_dir / "models" / model, access_log=False)
+    with TestClient(create_app(settings)) as client:
+        for _ in range(200):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        resp = client.post("/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert resp.status_code == 200, resp.text
+        doc = client.get("/openapi.json").json()
+    answer = PredictResponse.model_validate_json(resp.content, strict=True)
+    assert type(answer.predictions[0]).__name__ == kind
+    documented = doc["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert documented["schema"]["$ref"].endswith("/PredictResponse")
+    items = doc["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+    assert {"$ref": f"#/components/schemas/{kind}"} in items["anyOf"]
