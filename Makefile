@@ -26,9 +26,17 @@ export BASE_IMAGE BUILD_FLAGS CLUSTER
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## create .venv from the lock file (installs uv if missing)
+setup: ## create .venv from the lock file (installs uv if missing), and .venv-kserve
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
+	@$(MAKE) --no-print-directory .venv-kserve/done
+
+# The KServe SDK for the OIP client tests, in its own environment: it cannot share the lock
+# with the kubernetes client (python-dateutil pins).
+.venv-kserve/done: tests/clients/kserve.txt
+	$(UV) venv --quiet --allow-existing --python 3.11 .venv-kserve
+	VIRTUAL_ENV=.venv-kserve $(UV) pip install --quiet -r tests/clients/kserve.txt
+	touch $@
 
 models: ## train, export, register every model, then promote candidates to production
 	$(PY) -m training run --all

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,32 @@ def test_model_ready_is_4xx_while_the_model_is_not_loaded(tmp_path: Path) -> Non
         assert c.get("/v2/health/ready").status_code == 400
         infer = c.post("/v2/models/iris-svc/infer", json={"inputs": []})
         assert infer.status_code == 503 and isinstance(infer.json()["error"], str)
+
+
+KSERVE = Path(__file__).parents[2] / ".venv-kserve" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_kserve_client_v2_defaults_binary_and_json(server: str) -> None:
+    """The KServe SDK's InferenceRESTClient (v2; binary input tensors by default, then JSON),
+    run from its own environment (`make setup` makes .venv-kserve)."""
+    assert KSERVE.exists(), "no .venv-kserve: run `make setup`"
+    script = Path(__file__).parents[1] / "clients" / "kserve_infer.py"
+    done = subprocess.run(
+        [str(KSERVE), str(script), server, "iris-svc", json.dumps(ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    binary, plain, refused = (json.loads(line) for line in done.stdout.splitlines())
+    expected = predict(server, ROWS)
+    for answer in (binary, plain):
+        assert answer["outputs"]["label"] == [p["class_id"] for p in expected], answer
+        np.testing.assert_allclose(
+            answer["outputs"]["probabilities"],
+            [list(p["probabilities"].values()) for p in expected],
+            atol=1e-6,
+        )
+    assert refused["status"] == 422 and "inputs[0].name" in refused["error"], refused
