@@ -5,8 +5,8 @@ bodies the client can read, 4xx readiness, refused ragged or out-of-range tensor
 self-consistent OpenAPI document, 405 with Allow, HEAD.
 
 The KServe Python SDK cannot be installed beside this project's `kubernetes` client (their
-python-dateutil pins conflict), so its default request (JSON) is built here by hand; its
-binary mode is the same extension tritonclient speaks.
+python-dateutil pins conflict): it runs from its own environment, .venv-kserve (`make setup`),
+through tests/clients/kserve_infer.py.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_triton_client_reads_our_errors(client: triton.InferenceServerClient) ->
 
 
 def test_kserve_style_json_request(server: str) -> None:
-    """The KServe SDK's REST request (v2, JSON, flat data, no outputs), built by hand."""
+    """A plain JSON request as most HTTP clients send it (flat data, no outputs named)."""
     req = {
         "id": "ks-1",
         "inputs": [
