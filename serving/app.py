@@ -349,6 +349,6 @@ def create_app(
         service=settings.service,
         access_log=access_log,
         fast_routes=fast_routes,
-        admission=Admission(settings.max_inflight),
+        admission=Admission.from_settings(settings),
     )
     return app

@@ -15,14 +15,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import metrics
 from serving.admission import DEADLINE_HEADER, Admission
-from serving.errors import ApiError, DeadlineExceeded, PayloadTooLarge, internal, render
+from serving.errors import (
+    ApiError,
+    DeadlineExceeded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    internal,
+    render,
+)
 from serving.logs import AccessLog
+from serving.protocol import BODY_TIMED_OUT, QUEUED_AT
 
 log = logging.getLogger("serving")
 
@@ -52,6 +60,11 @@ def _valid_id(raw: bytes) -> bool:
     return 0 < len(raw) <= _MAX_ID and all(33 <= b < 127 for b in raw)
 
 
+class ClientGone(Exception):
+    """The connection ended before the body did (the client left, or serving/protocol.py gave
+    up on a body that was not coming: `BODY_TIMED_OUT` in the scope's state)."""
+
+
 async def read_asgi_body(receive: Receive, limit: int, declared: int | None) -> bytes:
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}", field="body")
@@ -59,11 +72,55 @@ async def read_asgi_body(receive: Receive, limit: int, declared: int | None) -> 
     more = True
     while more:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         body += message.get("body", b"")
         more = message.get("more_body", False)
         if len(body) > limit:
             raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", field="body")
     return body
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the application a body already read, then the connection's
+    (ASGI has no way to put a message back)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+_OCTETS = b"application/octet-stream"
+
+
+def _accepted(path: str) -> tuple[bytes, ...] | None:
+    """The media types a JSON route takes besides JSON, or None for a route that is not one
+    (/predict/image and the other upload routes take images, and check them by magic bytes)."""
+    if path == "/predict":
+        return ()
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return (_OCTETS,)  # the OIP binary tensor extension (serving/tensors.py)
+    return None
+
+
+def media_refusal(path: str, content_type: bytes | None) -> UnsupportedMediaType | None:
+    """415 for a body that says it is not JSON on a JSON route (/predict, OIP infer); no
+    Content-Type is accepted (read as JSON)."""
+    if content_type is None or content_type == _JSON[1]:
+        return None
+    accepted = _accepted(path)
+    if accepted is None:
+        return None
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if media == _JSON[1] or media.endswith(b"+json") or media in accepted:
+        return None
+    names = " or ".join(m.decode() for m in (_JSON[1], *accepted))
+    return UnsupportedMediaType(
+        f"Content-Type must be {names} on {path}, got {media.decode('latin-1')!r}",
+        field="Content-Type",
+    )
 
 
 async def _send_json(
@@ -83,20 +140,37 @@ async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
     await _send_json(send, *render(exc, request_id))
 
 
-def _read_headers(scope: Scope) -> tuple[str, int | None, bytes | None]:
-    """The request id (the client's if valid, else a new one), Content-Length, the deadline."""
+def _gone_status(state: dict[str, Any]) -> int:
+    """The status logged for a request whose body never came: 408 when serving/protocol.py
+    answered that, else 499 (nginx's "client closed request": no answer went out)."""
+    return 408 if state.get(BODY_TIMED_OUT) else 499
+
+
+class Head(NamedTuple):
+    request_id: str
+    """The client's if valid, else a new one."""
+    declared: int | None
+    """Content-Length."""
+    deadline: bytes | None
+    content_type: bytes | None
+
+
+def _read_headers(scope: Scope) -> Head:
     request_id = ""
     declared: int | None = None
     deadline: bytes | None = None
+    content_type: bytes | None = None
     for name, value in scope["headers"]:
         if name == _HEADER:
             if _valid_id(value):
                 request_id = value.decode()
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
+        elif name == b"content-type":
+            content_type = value
         elif name == DEADLINE_HEADER:
             deadline = value
-    return request_id or str(uuid.uuid4()), declared, deadline
+    return Head(request_id or str(uuid.uuid4()), declared, deadline, content_type)
 
 
 class RequestContextMiddleware:
@@ -133,15 +207,17 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, declared, deadline = _read_headers(scope)
+        head = _read_headers(scope)
+        request_id = head.request_id
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         log_extra: dict[str, Any] = {}
         state["log_extra"] = log_extra
         encoded_id = request_id.encode()
         status = 500
-        path = "unmatched"
+        path = scope["path"]  # until dispatch names the route
         responded = False
+        fast = self.fast_routes.get((scope["method"], scope["path"]))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, responded
@@ -150,34 +226,26 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), (_HEADER, encoded_id)]
             await send(message)
 
-        async def dispatch() -> None:
+        async def dispatch(body: bytes | None) -> None:
+            """Serve the request; `body`: already read (by admission), else None."""
             nonlocal path
-            fast = self.fast_routes.get((scope["method"], scope["path"]))
             if fast is None:
                 try:
-                    await self.app(scope, receive, send_with_id)
+                    app_receive = receive if body is None else _replay(body, receive)
+                    await self.app(scope, app_receive, send_with_id)
                 finally:
                     path = getattr(scope.get("route"), "path", "unmatched")
                 return
             path = fast.path
-            code, payload, headers = await self._fast(
-                fast, receive, declared, request_id, log_extra
-            )
+            code, payload, headers = await self._fast(fast, body, receive, head, log_extra)
             await _send_json(send_with_id, code, payload, headers)
 
-        admission = self.admission
         try:
-            if (
-                admission is None
-                or (deadline is None and admission.max_inflight is None)
-                or not admission.guards(scope["path"])
-            ):
-                await dispatch()
-                return
-            path = scope["path"]
-            await self._admitted(
-                admission, deadline, dispatch, send_with_id, request_id, lambda: responded
+            await self._route(
+                scope, receive, head, started, fast, dispatch, send_with_id, lambda: responded
             )
+        except ClientGone:  # nobody to answer (or serving/protocol.py answered 408)
+            status = _gone_status(state)
         except BaseException:
             if not responded:
                 status = 500  # an unhandled error: still counted and logged below
@@ -185,31 +253,28 @@ class RequestContextMiddleware:
         finally:
             self._finish(scope, path, status, started, request_id, log_extra)
 
-    async def _admitted(
+    async def _route(
         self,
-        admission: Admission,
-        deadline: bytes | None,
-        dispatch: Callable[[], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        head: Head,
+        started: float,
+        fast: FastRoute | None,
+        dispatch: Callable[[bytes | None], Awaitable[None]],
         send: Send,
-        request_id: str,
         responded: Callable[[], bool],
     ) -> None:
-        """Shed the request (503) or run it within its deadline (504 once it passes)."""
-        left, rejection = admission.admit(deadline)
-        if rejection is not None:
-            await _send_error(send, rejection, request_id)
+        """Refuse a body of the wrong type (415), else serve, through admission if it applies."""
+        refusal = media_refusal(scope["path"], head.content_type)
+        if refusal is not None:
+            await _send_error(send, refusal, head.request_id)
             return
-        admission.inflight += 1
-        try:
-            async with asyncio.timeout(left):
-                await dispatch()
-        except TimeoutError:
-            if responded():
-                raise
-            late = DeadlineExceeded("the deadline passed while the request was running")
-            await _send_error(send, late, request_id)
-        finally:
-            admission.inflight -= 1
+        admission = self.admission
+        if admission is None or not admission.applies(scope["path"], head.deadline):
+            await dispatch(None)
+            return
+        admit = _Admit(admission, scope, receive, head, started)
+        await admit.run(fast, dispatch, send, responded)
 
     def _finish(
         self,
@@ -235,13 +300,15 @@ class RequestContextMiddleware:
     async def _fast(
         self,
         route: FastRoute,
+        body: bytes | None,
         receive: Receive,
-        declared: int | None,
-        request_id: str,
+        head: Head,
         log_extra: dict[str, Any],
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        request_id = head.request_id
         try:
-            body = await read_asgi_body(receive, route.body_limit, declared)
+            if body is None:
+                body = await read_asgi_body(receive, route.body_limit, head.declared)
             payload, headers = split_result(await route.handler(body, request_id, log_extra))
             return 200, payload, headers
         except ApiError as exc:
@@ -249,3 +316,58 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             return internal(request_id)
+
+
+class _Admit:
+    """One guarded request through admission (serving/admission.py): shed if it queued too
+    long, read its body (so a slow upload holds no slot), then shed above the in-flight limit
+    or run it within its deadline (504 once it passes)."""
+
+    def __init__(
+        self, admission: Admission, scope: Scope, receive: Receive, head: Head, started: float
+    ) -> None:
+        self.admission, self.scope, self.receive = admission, scope, receive
+        self.head, self.started = head, started
+
+    def _queued(self) -> ApiError | None:
+        queued_at = self.scope["state"].get(QUEUED_AT)
+        if queued_at is None:  # not served by serving/protocol.py (an in-process client)
+            return None
+        return self.admission.queued_too_long(self.started - queued_at, self.started)
+
+    async def _body(self, fast: FastRoute | None) -> bytes:
+        limit = self.admission.body_limit if fast is None else fast.body_limit
+        return await read_asgi_body(self.receive, limit, self.head.declared)
+
+    async def run(
+        self,
+        fast: FastRoute | None,
+        dispatch: Callable[[bytes | None], Awaitable[None]],
+        send: Send,
+        responded: Callable[[], bool],
+    ) -> None:
+        admission, rid = self.admission, self.head.request_id
+        rejection = self._queued()
+        if rejection is not None:
+            await _send_error(send, rejection, rid)
+            return
+        try:
+            body = await self._body(fast)
+        except PayloadTooLarge as exc:
+            await _send_error(send, exc, rid)
+            return
+        left, rejection = admission.admit(self.head.deadline)
+        if rejection is not None:
+            await _send_error(send, rejection, rid)
+            return
+        admission.inflight += 1
+        try:
+            async with asyncio.timeout(left):
+                await dispatch(body)
+        except TimeoutError:
+            if responded():
+                raise
+            late = DeadlineExceeded("the deadline passed while the request was running")
+            await _send_error(send, late, rid)
+        finally:
+            admission.inflight -= 1

@@ -4,6 +4,9 @@ On SIGTERM (or Ctrl-C): /readyz fails at once so load balancers stop sending tra
 keeps serving for `drain_delay_seconds` (endpoints take a moment to update), then stops
 accepting, waits up to `graceful_timeout_seconds` for in-flight requests, and exits 0. A second
 signal exits at once. A fatal model error exits 1.
+
+The HTTP protocol is uvicorn's httptools one with the head limits and read deadlines it lacks
+(serving/protocol.py); the server's tick sweeps those deadlines.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi import FastAPI
 
 from serving.app import create_app
 from serving.logs import AccessLog, configure_logging
+from serving.protocol import HttpLimits, LimitedHttpToolsProtocol
 from serving.settings import ServingSettings, get_settings
 from serving.state import ServiceState
 
@@ -48,6 +52,11 @@ class GracefulServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if self.access_log is not None:
             self.access_log.flush()
+        if counter % 5 == 0:  # every 0.5 s: requests whose head or body is overdue
+            now = time.perf_counter()
+            for conn in list(self.server_state.connections):
+                if isinstance(conn, LimitedHttpToolsProtocol):
+                    conn.expire(now)
         if await super().on_tick(counter):
             return True
         started = self.drain_started
@@ -63,7 +72,14 @@ def serve(app: FastAPI, settings: ServingSettings) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=LimitedHttpToolsProtocol.configured(
+            HttpLimits(
+                max_header_bytes=settings.max_header_bytes,
+                max_headers=settings.max_headers,
+                header_timeout=settings.header_timeout_seconds,
+                body_timeout=settings.body_timeout_seconds,
+            )
+        ),
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -82,7 +82,25 @@ class ServingSettings(ProcessSettings, ModelDirSettings, ImageLimits):
     inference_offload: bool = False
     """Run inference in a worker thread; worth it only for slow models (digits-svc)."""
     max_inflight: int | None = Field(None, ge=1)
-    """Prediction requests in progress above which the server answers 503 (unset: no limit)."""
+    """Prediction requests in progress above which the server answers 503 (unset: no limit);
+    a request counts once its body is read."""
+    queue_target_ms: float | None = Field(None, gt=0)
+    """Shed prediction requests by queueing time (CoDel, serving/admission.py): when requests
+    kept waiting longer than this before they ran, one that did gets 503 + Retry-After (unset:
+    off)."""
+    queue_interval_ms: float = Field(100.0, gt=0)
+    """With MLSP_QUEUE_TARGET_MS: the CoDel interval; a request that waited longer than this
+    before it ran is always shed."""
+    max_header_bytes: int = Field(16384, ge=1024)
+    """Largest request head (request line and headers) accepted, in bytes (431 above)."""
+    max_headers: int = Field(100, ge=8)
+    """Most header lines accepted in one request (431 above)."""
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest wait for a request's headers, from the connection (on a kept-alive one, from the
+    request's first byte): then 408 and the connection closed."""
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    """Longest wait for a request's whole body once its headers are in: then 408 and the
+    connection closed."""
     simulated_latency_ms: int = Field(0, ge=0, le=60_000)
     """Demo knob: extra time per model call, to play a slow or heavy model. Keep 0 in production."""
     require_contract: bool = False
