@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from serving.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -54,6 +54,10 @@ def open_checked(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise PayloadTooLarge(f"image has too many pixels: {exc}", field="body") from exc
+    except UnidentifiedImageError as exc:  # its message is the repr of our BytesIO
+        raise BadRequest(
+            f"cannot decode the {fmt} image: not a valid {fmt} file", field="body"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"cannot decode the {fmt} image: {exc}", field="body") from exc
     width, height = image.size

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -51,14 +52,23 @@ class ServiceState:
         self.on_fatal: Callable[[], None] = lambda: None
         """Set by the server runner: asks the process to exit non-zero."""
 
+    def public(self, reason: str) -> str:
+        """A reason as clients read it (/readyz, a 503): the model's files named relative to
+        its folder, and the folder itself, however it was configured, not named (the log, for
+        operators, keeps the full path)."""
+        folder = self.settings.model_dir
+        for form in dict.fromkeys((str(folder.resolve()), str(folder.absolute()), str(folder))):
+            reason = reason.replace(form + os.sep, "").replace(form, "the model folder")
+        return reason
+
     async def reasons(self) -> list[str]:
         reasons: list[str] = []
         if self.draining:
             reasons.append("shutting down")
         if self.fatal:
-            reasons.append(self.fatal)
+            reasons.append(self.public(self.fatal))
         elif self.needs_model and (waiting := self.predictor.not_ready()):
-            reasons.append(waiting)
+            reasons.append(self.public(waiting))
         for check in self.ready_checks:
             if (reason := await check()) is not None:
                 reasons.append(reason)
@@ -79,7 +89,7 @@ class ServiceState:
         """The predictor, ready to answer; else 503 naming why."""
         if self.fatal or not self.loaded.is_set():
             why = self.fatal or self.predictor.not_ready() or "model loading"
-            raise Unavailable(f"model not ready: {why}", reason="model_not_ready")
+            raise Unavailable(f"model not ready: {self.public(why)}", reason="model_not_ready")
         return self.predictor
 
     async def load_model(self) -> None:
