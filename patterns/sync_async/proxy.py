@@ -6,6 +6,9 @@ input, with the fast labels, for the heavy `worker` through the asynchronous que
 (serving/queue.py, so every guarantee of that pattern holds). The final answer comes by polling
 GET /jobs/{id} or pushed by GET /jobs/{id}/events, and says whether it `revised` the fast one.
 
+An image is decoded here once before anything else (serving/jobs.py only checks its header):
+one that cannot be decoded is a 400 at once, never a call to `fast` and a job that fails later.
+
 Both dependencies are soft, so neither flips /readyz:
 - fast fails or times out  -> 202 {"job_id", "fast": null, "final_url"};
 - Redis is down            -> 200 {"job_id": null, "fast": {...}, "final": "unavailable"};
@@ -16,6 +19,7 @@ Both dependencies are soft, so neither flips /readyz:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -25,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from serving import h1
+from serving import h1, preprocessing
 from serving.errors import Unavailable
 from serving.inference import ERRORS, json_response, request_id
 from serving.jobs import JobSettings, job_api, read_job_input
@@ -105,9 +109,21 @@ def build(settings: ProxySettings) -> FastAPI:
             return None
         return _fast_answer(resp.status, resp.body)
 
+    async def decodable(payload: dict[str, bytes | str]) -> None:
+        """Decode an image input (400/413 if it cannot be): what `fast` and the worker do."""
+        data = payload["input"]
+        if payload["kind"] == "image" and isinstance(data, bytes):
+            await asyncio.to_thread(
+                preprocessing.decode,
+                data,
+                max_bytes=settings.max_image_bytes,
+                max_side=settings.max_image_side,
+            )
+
     def routes(app: FastAPI, state: ServiceState, queue: JobQueue) -> None:
         async def handle(request: Request) -> Response:
             payload = await read_job_input(request, settings)
+            await decodable(payload)
             rid = request_id(request)
             fast = await ask_fast(payload, rid)
             if fast is not None:

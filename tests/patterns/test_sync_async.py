@@ -104,3 +104,21 @@ def test_fast_model_down_gives_202_and_the_final_answer_later(
     assert job["status"] == "done" and "revised" not in job["result"]
     bad = httpx.post(f"{proxy}/predict", json={"instances": [[1.0]]})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "instances[0]"
+
+
+def test_an_image_that_cannot_be_decoded_is_a_400_and_no_job(
+    pattern: RunningPattern, data_dir: Path, redis_server: RedisServer
+) -> None:
+    import redis
+
+    from serving.preprocessing import render_digit
+
+    proxy = pattern.url("proxy")
+    truncated = render_digit([8.0] * 64)[:60]  # a valid PNG header, the pixels cut off
+    streams = redis.Redis.from_url(redis_server.url).keys("*")
+    resp = httpx.post(
+        f"{proxy}/predict/image", content=truncated, headers={"Content-Type": "image/png"}
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["field"] == "body" and "decode" in resp.json()["error"]["message"]
+    assert redis.Redis.from_url(redis_server.url).keys("*") == streams  # nothing enqueued
