@@ -4,8 +4,8 @@
   API can without the model, ready to enqueue.
 - `install_job_routes`: GET /jobs/{id} (poll) and GET /jobs/{id}/events (server-sent events).
 - `model_handler`: scores a batch of jobs in one vectorised ONNX call.
-- `worker_app`: a worker process with /livez, /readyz (model + golden test + Redis) and
-  /metrics, consuming the queue in the background.
+- `worker_app`: a worker process with /livez, /readyz (model + golden test + Redis + a read
+  loop that reads) and /metrics, consuming the queue in the background.
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ async def read_job_input(request: Request, s: JobSettings) -> dict[str, bytes | 
 
 
 def idempotency_key(request: Request, s: JobSettings) -> str | None:
+    """The Idempotency-Key header, if any (400 when malformed). The queue binds it to the
+    sha256 of the payload (the same key with another body: 422 naming the header) and keeps it
+    `result_ttl_seconds` from its first use, per pattern (key prefix `mlsp:<pattern>:idem:`)."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
@@ -204,6 +207,11 @@ def worker_app(settings: JobSettings, pattern: str) -> FastAPI:
         state.ready_checks.append(ready_check(client, settings.service))
         worker = Worker(queue, model_handler(state, pattern))
         app.state.worker = worker
+
+        async def consuming() -> str | None:  # Redis may answer PING while reads fail
+            return worker.not_ready()
+
+        state.ready_checks.append(consuming)
 
         async def consume() -> None:
             ready = await state.wait_for_model()

@@ -67,6 +67,12 @@ JOB_LATENCY = Histogram(
 )
 JOB_RETRIES = Counter("mlsp_job_retries", "Deliveries after the first (reclaims).", ["queue"])
 DEAD_LETTERS = Counter("mlsp_dead_letters", "Jobs moved to the dead-letter stream.", ["queue"])
+QUEUE_DISCARDED = Counter(
+    "mlsp_queue_discarded",
+    "Stream entries acknowledged without running (copied to the dead-letter stream), by reason: "
+    "malformed (no job id) or orphaned (the job's record is gone).",
+    ["queue", "reason"],
+)
 REVISIONS = Counter(
     "mlsp_revisions",
     "Final answers compared with a fast answer (revised=true when the label changed).",

@@ -26,7 +26,7 @@ import redis
 from patterns.runner import RunningPattern, free_port, start_pattern
 from serving.queue import JobQueue, QueueFull, QueueSettings, Rejected, Worker
 from serving.redis_client import connect
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, spawn_server
 
 pytestmark = pytest.mark.slow
 
@@ -198,6 +198,17 @@ def test_submit_poll_and_the_http_contract(
     )
     assert once.json()["job_id"] == again.json()["job_id"]
     assert again.headers["idempotent-replayed"] == "true"
+    other = httpx.post(
+        f"{api}/jobs",
+        json={"instances": [golden(data_dir)[1]["input"]]},
+        headers={"Idempotency-Key": "k1"},
+    )  # the same key, another body: refused, not the first job replayed
+    assert other.status_code == 422 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert once.json()["job_id"] in other.json()["error"]["message"]
+    # a hash that holds no job (no status) is unknown: 404, never 500
+    stray = str(uuid.uuid4())
+    r.hset(f"mlsp:asynchronous:job:{stray}", "last_error", "x")
+    assert httpx.get(f"{api}/jobs/{stray}").status_code == 404
 
 
 def test_images_are_accepted_and_scored_by_the_worker(pattern: RunningPattern) -> None:
@@ -257,6 +268,55 @@ def test_a_poison_job_ends_failed_and_in_the_dead_letter_stream(
     assert fields[b"id"].decode() == job_id and fields[b"attempts"] == b"3"
     assert json.loads(fields[b"input"])["instances"] == [g["input"]]  # the payload is kept
     assert r.xlen("mlsp:asynchronous:jobs") == 0
+
+
+def test_a_lost_queue_is_rebuilt_and_a_worker_that_cannot_read_is_not_ready(
+    pattern: RunningPattern, data_dir: Path, redis_server: RedisServer
+) -> None:
+    api, worker = pattern.url("api"), pattern.url("worker")
+    g = golden(data_dir)[0]
+    r = redis.Redis.from_url(redis_server.url)
+    stream = "mlsp:asynchronous:jobs"
+
+    def submit_and_wait() -> dict[str, Any]:
+        resp = httpx.post(f"{api}/jobs", json={"instances": [g["input"]]})
+        assert resp.status_code == 202
+        return wait_job(api, resp.json()["job_id"], timeout=15)
+
+    assert submit_and_wait()["status"] == "done"
+    r.flushall()  # the stream and the group are gone: the worker creates the group again
+    assert submit_and_wait()["status"] == "done"
+    r.delete(stream)
+    assert submit_and_wait()["status"] == "done"
+    assert httpx.get(f"{worker}/readyz").status_code == 200
+    r.set(stream, "not a stream")  # Redis answers PING, but no read can succeed
+    deadline = time.monotonic() + 15
+    while (ready := httpx.get(f"{worker}/readyz")).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert ready.status_code == 503
+    assert any("queue consumer" in reason for reason in ready.json()["reasons"])
+    r.delete(stream)
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{worker}/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert submit_and_wait()["status"] == "done"
+
+
+def test_the_first_post_after_a_redis_restart_is_accepted(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"MLSP_REDIS_URL": redis_server.url, "MLSP_INPUT_FEATURES": "64"}
+    body = {"instances": [[0.0] * 64]}
+    with spawn_server("patterns.asynchronous.api", env, tmp_path / "api.log") as api:
+        for _ in range(3):  # connections in the pool
+            assert httpx.post(f"{api}/jobs", json=body).status_code == 202
+        redis_server.stop()
+        redis_server.start()
+        resp = httpx.post(f"{api}/jobs", json=body, timeout=10)  # nothing else in between
+        assert resp.status_code == 202, resp.text
+        assert httpx.get(f"{api}{resp.headers['location']}").json()["status"] == "pending"
 
 
 def test_redis_down_gives_503_naming_it_and_recovers(
