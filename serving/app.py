@@ -2,7 +2,8 @@
 
 Routes: POST /predict, POST /predict/image (image models), GET /metadata, /livez, /readyz,
 /metrics, and the Open Inference Protocol v2 REST routes (serving/oip.py). Every error leaves as
-`{"error": {"code", "message", "request_id"}}`; bad input is a 4xx naming the field, never a 500.
+`{"error": {"code", "message", "request_id"}}` (on /v2, the OIP shape: serving/errors.py); bad
+input is a 4xx naming the field, never a 500.
 
 The hot path (/predict) is tuned: the body is validated from raw bytes by pydantic-core, the
 response is encoded by orjson, the middleware is raw ASGI, and a small model runs inline on the

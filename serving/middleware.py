@@ -136,8 +136,9 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
-    await _send_json(send, *render(exc, request_id))
+async def _send_error(send: Send, exc: ApiError, request_id: str, path: str) -> None:
+    """An error answered by the middleware itself, in the shape of the route's protocol."""
+    await _send_json(send, *render(exc, request_id, path))
 
 
 def _gone_status(state: dict[str, Any]) -> int:
@@ -267,7 +268,7 @@ class RequestContextMiddleware:
         """Refuse a body of the wrong type (415), else serve, through admission if it applies."""
         refusal = media_refusal(scope["path"], head.content_type)
         if refusal is not None:
-            await _send_error(send, refusal, head.request_id)
+            await _send_error(send, refusal, head.request_id, scope["path"])
             return
         admission = self.admission
         if admission is None or not admission.applies(scope["path"], head.deadline):
@@ -346,19 +347,19 @@ class _Admit:
         send: Send,
         responded: Callable[[], bool],
     ) -> None:
-        admission, rid = self.admission, self.head.request_id
+        admission, rid, path = self.admission, self.head.request_id, self.scope["path"]
         rejection = self._queued()
         if rejection is not None:
-            await _send_error(send, rejection, rid)
+            await _send_error(send, rejection, rid, path)
             return
         try:
             body = await self._body(fast)
         except PayloadTooLarge as exc:
-            await _send_error(send, exc, rid)
+            await _send_error(send, exc, rid, path)
             return
         left, rejection = admission.admit(self.head.deadline)
         if rejection is not None:
-            await _send_error(send, rejection, rid)
+            await _send_error(send, rejection, rid, path)
             return
         admission.inflight += 1
         try:
@@ -368,6 +369,6 @@ class _Admit:
             if responded():
                 raise
             late = DeadlineExceeded("the deadline passed while the request was running")
-            await _send_error(send, late, rid)
+            await _send_error(send, late, rid, path)
         finally:
             admission.inflight -= 1

@@ -297,3 +297,21 @@ def test_kserve_client_v2_defaults_binary_and_json(server: str) -> None:
             atol=1e-6,
         )
     assert refused["status"] == 422 and "inputs[0].name" in refused["error"], refused
+
+
+def test_errors_the_middleware_answers_take_the_oip_shape_on_v2(server: str) -> None:
+    tensor = {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": ROWS[0]}
+    resp = httpx.post(
+        f"{server}/v2/models/iris-svc/infer",
+        content=json.dumps({"inputs": [tensor]}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert resp.status_code == 415, resp.text
+    body = resp.json()
+    assert isinstance(body["error"], str) and body["field"] == "Content-Type", body
+    late = httpx.post(
+        f"{server}/v2/models/iris-svc/infer",
+        json={"inputs": [tensor]},
+        headers={"X-Request-Deadline-Ms": "1"},
+    )
+    assert late.status_code == 504 and isinstance(late.json()["error"], str), late.text
