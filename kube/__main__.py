@@ -60,10 +60,10 @@ def _play(args: argparse.Namespace) -> int:
     for overlay in args.overlays:
         pattern = deploy.manifests_pattern(overlay)
         refs = images.build(pattern, quiet=True)
-        docs, errors = manifests.check_overlay(pattern)
+        docs, errors = manifests.check_overlay(pattern, images=refs)
         for e in errors:
             print(f"  ERROR {e}")
-        ok = not errors and play.play(pattern, play.with_images(docs, refs)).ok
+        ok = not errors and play.play(pattern, docs).ok
         print(f"{pattern}: {'runs' if ok else 'FAILS'} under podman kube play")
         failed += not ok
     return 1 if failed else 0

@@ -24,7 +24,6 @@ import yaml
 
 from kube import images as img
 from kube import manifests
-from kube.play import with_images
 from patterns.runner import free_port
 
 Cluster = Literal["kind", "minikube"]
@@ -80,7 +79,8 @@ def load_images(cluster: Cluster, name: str, refs: list[str]) -> None:
 
 
 def rendered(pattern: str, refs: dict[str, str]) -> list[manifests.Doc]:
-    return with_images(manifests.load(manifests.render(pattern)), refs)
+    """The overlay with every image set to the one just built (kustomize `images:`)."""
+    return manifests.load(manifests.render(pattern, refs))
 
 
 def apply(docs: list[manifests.Doc]) -> None:

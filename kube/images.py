@@ -9,6 +9,13 @@
     model-in-image   docker/model-in-image.Dockerfile    serving + one verified model version
                      (and model-in-image:<model>, batch:<model>: the same for other models/bases)
 
+Tags are content: <version>-<12 hex> (model images <model>-v<N>-<12 hex>), a sha256 over the
+Dockerfile, the files that go into the image and the build args (content_tag). A change to the
+code gives a new tag, so `make deploy` changes the pod templates and Kubernetes rolls the pods;
+an unchanged image keeps its tag. Every model image has a repository of its own
+(<base repository>-<model>, model_in_image's own image excepted), because the tags are set
+with kustomize `images:`, which matches containers by repository (manifests.render).
+
 Machine-specific flags stay out of the defaults: BASE_IMAGE (a local base where no registry
 is reachable) and BUILD_FLAGS (e.g. a CA bundle mount where TLS is re-signed) are opt-in.
 """
@@ -16,9 +23,9 @@ is reachable) and BUILD_FLAGS (e.g. a CA bundle mount where TLS is re-signed) ar
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -46,9 +53,13 @@ class ImageSpec:
     repo: str
     target: str | None = None
     tag: str | None = None
-    """A fixed tag (a third-party server's version); default: the project version."""
+    """The version part of the tag (a third-party server's version); default: the project
+    version. The built tag is <version>-<content> (content_tag)."""
     args: tuple[tuple[str, str], ...] = ()
     """Build args of this image."""
+    inputs: tuple[str, ...] = ()
+    """Files and folders of the build context that go into the image (besides the Dockerfile):
+    what its content tag is computed from."""
 
 
 @dataclass(frozen=True)
@@ -60,23 +71,48 @@ class ModelImage:
     model: str
     service: str = "model-in-image"
     """Default MLSP_SERVICE of the image (manifests usually set their own)."""
+    own_repo: bool = True
+    """A repository of its own, <base repository>-<model> (kustomize `images:` matches by
+    repository, so two models in one overlay need two); False: model-in-image itself."""
+
+    @property
+    def repo(self) -> str:
+        base = IMAGES["model-in-image" if self.base == "serving" else self.base].repo
+        return f"{base}-{self.model}" if self.own_repo else base
 
 
+LOCK = ("pyproject.toml", "uv.lock")
 IMAGES = {
-    "serving": ImageSpec("serving", "docker/serving.Dockerfile", "localhost/mlsp-serving"),
+    "serving": ImageSpec(
+        "serving",
+        "docker/serving.Dockerfile",
+        "localhost/mlsp-serving",
+        inputs=(*LOCK, "serving", "patterns"),
+    ),
     "batch": ImageSpec(
         "batch",
         "docker/serving.Dockerfile",
         "localhost/mlsp-batch",
         args=(("EXTRAS", "postgres"), ("TITLE", "mlsp-batch")),
+        inputs=(*LOCK, "serving", "patterns"),
     ),
     "training": ImageSpec(
-        "training", "docker/training.Dockerfile", "localhost/mlsp-training", "training"
+        "training",
+        "docker/training.Dockerfile",
+        "localhost/mlsp-training",
+        "training",
+        inputs=(*LOCK, "serving", "training"),
     ),
-    "mlflow": ImageSpec("mlflow", "docker/training.Dockerfile", "localhost/mlsp-mlflow", "mlflow"),
+    "mlflow": ImageSpec(
+        "mlflow", "docker/training.Dockerfile", "localhost/mlsp-mlflow", "mlflow", inputs=LOCK
+    ),
     "redis": ImageSpec("redis", "docker/redis.Dockerfile", "localhost/mlsp-redis", tag="7.0"),
     "postgres": ImageSpec(
-        "postgres", "docker/postgres.Dockerfile", "localhost/mlsp-postgres", tag="15"
+        "postgres",
+        "docker/postgres.Dockerfile",
+        "localhost/mlsp-postgres",
+        tag="15",
+        inputs=("docker/postgres-entrypoint.sh",),
     ),
     "model-in-image": ImageSpec(
         "model-in-image", "docker/model-in-image.Dockerfile", "localhost/mlsp-model-in-image"
@@ -84,7 +120,7 @@ IMAGES = {
 }
 MODEL_IMAGES = {
     # model_in_image's own image: `--model-uri` picks its model (default MODEL_URI)
-    "model-in-image": ModelImage("serving", "iris-svc"),
+    "model-in-image": ModelImage("serving", "iris-svc", own_repo=False),
     "model-in-image:digits-lr": ModelImage("serving", "digits-lr"),
     "model-in-image:digits-svc": ModelImage("serving", "digits-svc"),
     "model-in-image:iris-ocsvm": ModelImage("serving", "iris-ocsvm"),
@@ -122,25 +158,55 @@ def images_for(pattern: str | None) -> tuple[str, ...]:
     return PATTERN_IMAGES.get(pattern, ("serving",))
 
 
-def image_key(ref: str) -> tuple[str, str]:
-    """(repository, model) of an image reference. A tag <model>-v<N> names a baked model
-    (model_in_image); any other tag is a version. Two references with the same key are the
-    same image at another version: how manifests' tags are pointed at the images just built."""
-    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
-    baked = re.match(r"^(.+)-v\d+$", tag)
-    return name, baked.group(1) if baked else ""
+def repo_of(key: str) -> str:
+    """The repository of an image key of IMAGES or MODEL_IMAGES."""
+    return MODEL_IMAGES[key].repo if key in MODEL_IMAGES else IMAGES[key].repo
 
 
-def planned_keys(pattern: str | None) -> set[tuple[str, str]]:
-    """image_key of every image `build(pattern)` makes, without building."""
-    keys = set()
-    for key in images_for(pattern):
-        if key in MODEL_IMAGES:
-            mi = MODEL_IMAGES[key]
-            keys.add((IMAGES["model-in-image" if mi.base == "serving" else mi.base].repo, mi.model))
-        else:
-            keys.add((IMAGES[key].repo, ""))
-    return keys
+def repository(ref: str) -> str:
+    """The repository of an image reference (a registry's :port is no tag)."""
+    name = ref.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def baked_model(ref: str) -> str:
+    """The model baked into the image a reference names ("" for an image without one)."""
+    repo = repository(ref)
+    return next((mi.model for mi in MODEL_IMAGES.values() if mi.repo == repo), "")
+
+
+def planned_repos(pattern: str | None) -> set[str]:
+    """Repository of every image `build(pattern)` makes, without building."""
+    return {repo_of(key) for key in images_for(pattern)}
+
+
+def tracked_files(paths: tuple[str, ...], root: Path = ROOT) -> list[str]:
+    """The files under `paths` a build copies: what git tracks or would track (untracked
+    files that are not ignored count: a build copies them too), minus what .dockerignore
+    keeps out (caches, patterns' READMEs)."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *paths],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    files = sorted(set(filter(None, out.split("\0"))))
+    return [f for f in files if (root / f).is_file() and not f.endswith("README.md")]
+
+
+def content_tag(
+    version: str, dockerfile: str, inputs: tuple[str, ...], args: dict[str, str], root: Path = ROOT
+) -> str:
+    """<version>-<12 hex digits>: sha256 over the Dockerfile, the files that go into the image
+    (their paths and working-tree contents) and the build args. Any change to what the image is
+    made of gives a new tag, so a redeploy changes the pod template and rolls the pods; an
+    unchanged image keeps its tag (no restart)."""
+    digest = hashlib.sha256()
+    for name in [dockerfile, *tracked_files(inputs, root)] if inputs else [dockerfile]:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for key, value in sorted(args.items()):
+        digest.update(f"{key}={value}\0".encode())
+    return f"{version}-{digest.hexdigest()[:12]}"
 
 
 def engine() -> str:
@@ -163,15 +229,19 @@ def image_size(ref: str) -> int:
 
 
 def _build(
-    spec: ImageSpec, tag: str, args: dict[str, str], quiet: bool, repo: str | None = None
+    spec: ImageSpec, version: str, args: dict[str, str], quiet: bool, repo: str | None = None
 ) -> str:
-    ref = f"{repo or spec.repo}:{tag}"
+    """Build `spec` tagged <version>-<content> (content_tag; GIT_SHA, a label, is left out:
+    a commit that changes none of the image's files keeps the tag)."""
+    build_args = {"VERSION": VERSION, **dict(spec.args), **args}
+    if base := os.environ.get("BASE_IMAGE"):
+        build_args["BASE_IMAGE"] = base
+    tagged = {**build_args, "target": spec.target or ""}
+    ref = f"{repo or spec.repo}:{content_tag(version, spec.dockerfile, spec.inputs, tagged)}"
     cmd = [engine(), "build", "-f", str(ROOT / spec.dockerfile), "-t", ref]
     if spec.target:
         cmd += ["--target", spec.target]
-    build_args = {"VERSION": VERSION, "GIT_SHA": git_sha(), **dict(spec.args), **args}
-    if base := os.environ.get("BASE_IMAGE"):
-        build_args["BASE_IMAGE"] = base
+    build_args["GIT_SHA"] = git_sha()
     for key, value in build_args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     cmd += shlex.split(os.environ.get("BUILD_FLAGS", ""))
@@ -209,7 +279,9 @@ def bake_model(
     service: str = "model-in-image",
 ) -> str:
     """Fetch and verify `uri` into build/model/, then build `serving_ref` + that model
-    (docker/model-in-image.Dockerfile), tagged <name>-v<version> in `repo`."""
+    (docker/model-in-image.Dockerfile), tagged <name>-v<version>-<content> in `repo` (the
+    content: the base image's reference, which carries its own content tag, and the model's
+    name, version and sha256)."""
     dest = ROOT / "build" / "model"
     shutil.rmtree(dest, ignore_errors=True)
     with registry_url(data_dir) as url:
@@ -249,8 +321,7 @@ def build(
             mi = MODEL_IMAGES[key]
             base = need(mi.base)
             uri = model_uri if key == "model-in-image" else f"models:/{mi.model}@production"
-            repo = None if mi.base == "serving" else IMAGES[mi.base].repo
-            built[key] = bake_model(base, uri, data_dir, quiet, repo, mi.service)
+            built[key] = bake_model(base, uri, data_dir, quiet, mi.repo, mi.service)
         else:
             spec = IMAGES[key]
             built[key] = _build(spec, spec.tag or VERSION, {}, quiet)

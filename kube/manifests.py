@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Collection, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,46 @@ def kubectl() -> str:
     return found
 
 
-def render(overlay: str | Path) -> str:
-    path = overlay if isinstance(overlay, Path) else MANIFESTS / "patterns" / overlay
+def _kustomize(path: Path) -> str:
     tool = kubectl()
     cmd = [tool, "kustomize", str(path)] if tool.endswith("kubectl") else [tool, "build", str(path)]
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def image_overrides(refs: Iterable[str]) -> list[dict[str, str]]:
+    """kustomize `images:` entries that point every container of a repository at `ref`: its
+    tag (newTag), or its digest when the reference is repo@sha256:..."""
+    out = []
+    for ref in sorted(set(refs)):
+        if "@" in ref:
+            name, digest = ref.split("@", 1)
+            out.append({"name": name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name,
+                        "digest": digest})  # fmt: skip
+        else:
+            name, _, tag = ref.rpartition(":")
+            out.append({"name": name, "newTag": tag})
+    return out
+
+
+def render(overlay: str | Path, images: Mapping[str, str] | None = None) -> str:
+    """`kubectl kustomize` of an overlay; with `images` ({key: built reference}), of a
+    kustomization made for the occasion (in build/render/, git-ignored) that has the overlay
+    as its resource and sets every image with kustomize's `images:` (newTag or digest): the
+    way `kustomize edit set image` would, without editing the overlay."""
+    path = overlay if isinstance(overlay, Path) else MANIFESTS / "patterns" / overlay
+    if not images:
+        return _kustomize(path)
+    scratch = ROOT / "build" / "render"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{path.name}-") as tmp:
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(path, tmp)],
+            "images": image_overrides(images.values()),
+        }
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return _kustomize(Path(tmp))
 
 
 def load(text: str) -> list[Doc]:
@@ -649,11 +686,14 @@ def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
     return errors
 
 
-def check_overlay(overlay: str, version: str = K8S_VERSION) -> tuple[list[Doc], list[str]]:
-    """Render and run every check; returns (documents, errors)."""
+def check_overlay(
+    overlay: str, version: str = K8S_VERSION, images: Mapping[str, str] | None = None
+) -> tuple[list[Doc], list[str]]:
+    """Render (with `images` set, see render) and run every check; returns (documents,
+    errors)."""
     from patterns.runner import load as load_pattern
 
-    docs = load(render(overlay))
+    docs = load(render(overlay, images))
     errors = schema_errors(docs, version) + semantic_errors(docs) + baseline_errors(docs)
     errors += declaration_errors(load_pattern(overlay), docs)
     return docs, errors

@@ -45,7 +45,6 @@ from typing import Any
 
 import yaml
 
-from kube.images import image_key
 from kube.manifests import POD_OWNERS, Doc, containers, matches, pod_spec
 from kube.report import Checks, podman
 from patterns.declare import Call, Pattern
@@ -111,18 +110,6 @@ def services_for(doc: Doc, docs: list[Doc]) -> list[Doc]:
     ]
 
 
-def with_images(docs: list[Doc], images: dict[str, str]) -> list[Doc]:
-    """Point every container at the built image of the same repository (and baked model)."""
-    by_key = {image_key(ref): ref for ref in images.values()}
-    out = copy.deepcopy(docs)
-    for doc in out:
-        if doc["kind"] in POD_OWNERS:
-            pod = pod_spec(doc)[1]
-            for c in pod.get("containers", []) + pod.get("initContainers", []):
-                c["image"] = by_key.get(image_key(c["image"]), c["image"])
-    return out
-
-
 def declared(doc: Doc, pattern: Pattern) -> list[str]:
     """Names of the pattern's processes this workload runs as its main containers (not an
     init container that runs a process too, like data_cache's seed before its warm-up)."""
@@ -169,7 +156,7 @@ class Player:
             for d in docs
             if d["kind"] in POD_OWNERS
             for _, c in containers(pod_spec(d)[1])
-            if re.search(r"/mlsp-(serving|model-in-image|batch):", c["image"])
+            if re.search(r"/mlsp-(serving|model-in-image|batch)[-a-z0-9]*:", c["image"])
         )
 
     def _write(self, name: str, docs: list[Doc]) -> Path:

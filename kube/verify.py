@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -159,14 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         ["-v", f"{model_dir}:/models/iris-svc:ro,Z"],
     )
     smoke_published(report, refs["model-in-image"], "mlsp-verify-model-in-image", [])
-    version = refs["model-in-image"].rsplit("-v", 1)[-1]
+    version = re.sub(r"^.*-v(\d+)-[0-9a-f]+$", r"\1", refs["model-in-image"])
     smoke_offline(report, refs["model-in-image"], version)
     smoke_corrupted(report, refs["model-in-image"], model_dir)
 
     print("== manifests", flush=True)
     rendered: dict[str, list[manifests.Doc]] = {}
     for overlay in args.overlay or manifests.overlays():
-        docs, errors = manifests.check_overlay(overlay)
+        docs, errors = manifests.check_overlay(overlay, images=refs)
         rendered[overlay] = docs
         report.add(
             f"{overlay}: {len(docs)} objects valid for Kubernetes {manifests.K8S_VERSION} "
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_play:
         for overlay, docs in rendered.items():
             print(f"== kube play {overlay}", flush=True)
-            result = play.play(overlay, play.with_images(docs, refs))
+            result = play.play(overlay, docs)
             report.add(f"{overlay}: runs under podman kube play", result.ok)
 
     out = ROOT / "bench-results" / "verify.json"

@@ -101,7 +101,7 @@ def test_wait_rollout_names_what_is_stuck() -> None:
 def test_rendered_overlay_uses_the_built_tags() -> None:
     refs = {
         "serving": "localhost/mlsp-serving:abc",
-        "model-in-image": "localhost/mlsp-model-in-image:iris-svc-v7",
+        "model-in-image": "localhost/mlsp-model-in-image:iris-svc-v7-0123456789ab",
     }
     docs = deploy.rendered("model_in_image", refs)
     images = {
@@ -110,7 +110,27 @@ def test_rendered_overlay_uses_the_built_tags() -> None:
         if d["kind"] == "Deployment"
         for c in d["spec"]["template"]["spec"]["containers"]
     }
-    assert images == {"localhost/mlsp-model-in-image:iris-svc-v7"}
+    assert images == {"localhost/mlsp-model-in-image:iris-svc-v7-0123456789ab"}
+    # a digest instead of a tag works the same way (kustomize `images:` digest)
+    digest = "sha256:" + "0" * 64
+    pinned = f"localhost/mlsp-model-in-image@{digest}"
+    docs = deploy.rendered("model_in_image", {"model-in-image": pinned})
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
+
+
+@pytest.mark.slow  # renders with kubectl kustomize
+def test_a_code_change_changes_the_pod_template_and_nothing_else_does() -> None:
+    """A redeploy rolls the pods exactly when an image's content changed: the tag is the
+    content, so the pod template differs; the same content renders the same template."""
+
+    def template(tag: str) -> Any:
+        refs = {"model-in-image": f"localhost/mlsp-model-in-image:iris-svc-v7-{tag}"}
+        docs = deploy.rendered("model_in_image", refs)
+        return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+
+    assert template("0123456789ab") == template("0123456789ab")
+    assert template("0123456789ab") != template("ba9876543210")
 
 
 def job(active: int = 0, succeeded: int = 0, failed: int = 0, cond: str | None = None) -> Any:

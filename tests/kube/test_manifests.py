@@ -220,17 +220,17 @@ def test_models_are_baked_into_the_images_that_serve_them(rendered: dict[str, li
                 model_dir = _env(c).get("MLSP_MODEL_DIR")
                 if model_dir:
                     model = model_dir.rsplit("/", 1)[-1]
-                    assert images.image_key(c["image"])[1] == model, (overlay, c["name"])
+                    assert images.baked_model(c["image"]) == model, (overlay, c["name"])
 
 
 def test_every_image_an_overlay_runs_is_built_for_it(rendered: dict[str, list[Doc]]) -> None:
     """make deploy / make verify build images_for(overlay): nothing else may be referenced."""
     for overlay, docs in rendered.items():
-        planned = images.planned_keys(overlay)
+        planned = images.planned_repos(overlay)
         for doc in docs:
             if doc["kind"] in manifests.POD_OWNERS:
                 for _, c in manifests.containers(pod_spec(doc)[1]):
-                    assert images.image_key(c["image"]) in planned, (overlay, c["image"])
+                    assert images.repository(c["image"]) in planned, (overlay, c["image"])
 
 
 def test_synchronous_client_is_a_job(rendered: dict[str, list[Doc]]) -> None:

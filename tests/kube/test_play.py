@@ -88,24 +88,25 @@ def test_start_order_follows_the_runner() -> None:
 
 @pytest.mark.slow  # renders with kubectl kustomize
 def test_each_container_gets_the_built_image_of_its_model() -> None:
-    docs = _docs("sync_async")
+    """kustomize `images:` matches by repository: two models in one overlay (sync_async's
+    fast and worker) need two repositories to get their own built tags."""
     built = {
-        "serving": "localhost/mlsp-serving:0.1.0",
-        "redis": "localhost/mlsp-redis:7.0",
-        "model-in-image:digits-lr": "localhost/mlsp-model-in-image:digits-lr-v3",
-        "model-in-image:digits-svc": "localhost/mlsp-model-in-image:digits-svc-v7",
+        "serving": "localhost/mlsp-serving:0.1.0-aaaaaaaaaaaa",
+        "redis": "localhost/mlsp-redis:7.0-bbbbbbbbbbbb",
+        "model-in-image:digits-lr": "localhost/mlsp-model-in-image-digits-lr:digits-lr-v3-cc",
+        "model-in-image:digits-svc": "localhost/mlsp-model-in-image-digits-svc:digits-svc-v7-dd",
     }
     images = {
         c["name"]: c["image"]
-        for d in play.with_images(docs, built)
+        for d in manifests.load(manifests.render("sync_async", built))
         if d["kind"] in {"Deployment", "StatefulSet"}
         for c in pod_spec(d)[1]["containers"]
     }
     assert images == {
-        "proxy": "localhost/mlsp-serving:0.1.0",
-        "fast": "localhost/mlsp-model-in-image:digits-lr-v3",
-        "worker": "localhost/mlsp-model-in-image:digits-svc-v7",
-        "redis": "localhost/mlsp-redis:7.0",
+        "proxy": built["serving"],
+        "fast": built["model-in-image:digits-lr"],
+        "worker": built["model-in-image:digits-svc"],
+        "redis": built["redis"],
     }
 
 
