@@ -107,7 +107,7 @@ deploy: ## kind or minikube [CLUSTER=kind|minikube]: build, load, apply, wait; m
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m kube deploy $(PATTERN)
 
-undeploy: ## delete a deployed pattern: make undeploy PATTERN=x
+undeploy: ## delete a deployed pattern (shared Redis/PostgreSQL stay while another uses them): make undeploy PATTERN=x
 	$(PY) -m kube undeploy $(PATTERN)
 
 verify: ## container tier: build images, smoke them, validate overlays, podman kube play

@@ -256,16 +256,80 @@ def deploy(pattern: str, timeout: float = 600) -> None:
     )
 
 
-def undeploy(pattern: str) -> None:
-    """Delete the overlay's objects, keeping the shared namespace (other patterns live there)."""
-    pattern = manifests_pattern(pattern)
-    docs = [d for d in manifests.load(manifests.render(pattern)) if d["kind"] != "Namespace"]
-    subprocess.run(
-        ["kubectl", "delete", "--ignore-not-found", "-f", "-"],
-        input=yaml.safe_dump_all(docs),
-        text=True,
-        check=True,
+Obj = tuple[str, str]
+"""(kind, name) of an object in the namespace"""
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
+
+
+def objects(docs: list[manifests.Doc]) -> set[Obj]:
+    """What an overlay puts into the namespace (the Namespace itself is everyone's)."""
+    return {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] != "Namespace"}
+
+
+def deployed_patterns(rendered: dict[str, set[Obj]], present: set[Obj]) -> set[str]:
+    """The patterns deployed in the cluster: those with at least one object in `present` that
+    no other overlay renders (its own Deployments, Jobs ...; a shared Redis says nothing)."""
+    deployed = set()
+    for pattern, objs in rendered.items():
+        shared = set().union(*(o for p, o in rendered.items() if p != pattern))
+        if (objs - shared) & present:
+            deployed.add(pattern)
+    return deployed
+
+
+def undeploy_plan(
+    pattern: str, rendered: dict[str, set[Obj]], present: set[Obj]
+) -> tuple[list[Obj], dict[Obj, list[str]]]:
+    """(objects to delete, {object kept: the other deployed patterns that use it}). An object
+    of several overlays (a component: Redis for asynchronous and sync_async, PostgreSQL for
+    batch_inference and data_cache, redis-cache for prediction_cache and data_cache, the
+    default-deny NetworkPolicy for all) stays until its last deployed user is undeployed."""
+    others = deployed_patterns(rendered, present) - {pattern}
+    kept = {
+        obj: users
+        for obj in rendered[pattern]
+        if (users := sorted(p for p in others if obj in rendered[p]))
+    }
+    return sorted(rendered[pattern] - set(kept)), kept
+
+
+def present_workloads(apps: Any, batch: Any) -> set[Obj]:
+    """The project's workloads in the namespace (Kubernetes API, label part-of)."""
+    selector = "app.kubernetes.io/part-of=ml-system-patterns"
+    listed = (
+        ("Deployment", apps.list_namespaced_deployment),
+        ("StatefulSet", apps.list_namespaced_stateful_set),
+        ("Job", batch.list_namespaced_job),
+        ("CronJob", batch.list_namespaced_cron_job),
     )
+    return {
+        (kind, item.metadata.name)
+        for kind, list_them in listed
+        for item in list_them(NS, label_selector=selector).items
+    }
+
+
+def undeploy(pattern: str, apps: Any = None, batch: Any = None) -> list[Obj]:
+    """Delete the overlay's objects, keeping the shared namespace and every object another
+    deployed pattern renders too (undeploy_plan); returns what was deleted."""
+    pattern = manifests_pattern(pattern)
+    docs = {o: manifests.load(manifests.render(o)) for o in manifests.overlays()}
+    present = present_workloads(apps or apps_api(), batch or batch_api())
+    delete, kept = undeploy_plan(pattern, {o: objects(d) for o, d in docs.items()}, present)
+    for (kind, name), users in kept.items():
+        print(f"keep {kind}/{name}: still used by {', '.join(users)}", flush=True)
+    kubectl_delete([d for d in docs[pattern] if (d["kind"], d["metadata"]["name"]) in delete])
+    return delete
+
+
+def kubectl_delete(docs: list[manifests.Doc]) -> None:
+    if docs:
+        subprocess.run(
+            ["kubectl", "delete", "--ignore-not-found", "-f", "-"],
+            input=yaml.safe_dump_all(docs),
+            text=True,
+            check=True,
+        )
 
 
 def manifests_pattern(name: str) -> str:

@@ -180,3 +180,93 @@ def test_init_steps_are_the_declared_init_processes() -> None:
     )
     sync = manifests.load(manifests.render("synchronous"))
     assert deploy.init_steps("synchronous", sync) == ([], [])  # the client is no init step
+
+
+# --- undeploy keeps what another deployed pattern still uses ---------------------------------
+
+
+def test_undeploy_plan_keeps_shared_objects_until_the_last_user_goes() -> None:
+    rendered = {
+        "asynchronous": {("Deployment", "asynchronous-api"), ("StatefulSet", "redis")},
+        "sync_async": {("Deployment", "sync-async-proxy"), ("StatefulSet", "redis")},
+        "web_single": {("Deployment", "web-single")},
+    }
+    both = {("Deployment", "asynchronous-api"), ("Deployment", "sync-async-proxy")}
+    assert deploy.deployed_patterns(rendered, both | {("StatefulSet", "redis")}) == {
+        "asynchronous",
+        "sync_async",
+    }
+    delete, kept = deploy.undeploy_plan("asynchronous", rendered, both)
+    assert delete == [("Deployment", "asynchronous-api")]
+    assert kept == {("StatefulSet", "redis"): ["sync_async"]}
+    # sync_async was undeployed before: Redis goes with its last user
+    alone = {("Deployment", "asynchronous-api"), ("StatefulSet", "redis")}
+    delete, kept = deploy.undeploy_plan("asynchronous", rendered, alone)
+    assert delete == [("Deployment", "asynchronous-api"), ("StatefulSet", "redis")]
+    assert kept == {}
+
+
+def _items(*names: str) -> Any:
+    return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in names])
+
+
+class FakeCluster:
+    """The Kubernetes API's list calls over what is deployed (apps/v1 and batch/v1)."""
+
+    def __init__(self, present: dict[str, list[str]]) -> None:
+        self.present = present
+
+    def _list(self, kind: str, namespace: str, label_selector: str) -> Any:
+        assert namespace == "ml-patterns"
+        assert label_selector == "app.kubernetes.io/part-of=ml-system-patterns"
+        return _items(*self.present.get(kind, []))
+
+    def list_namespaced_deployment(self, namespace: str, label_selector: str) -> Any:
+        return self._list("Deployment", namespace, label_selector)
+
+    def list_namespaced_stateful_set(self, namespace: str, label_selector: str) -> Any:
+        return self._list("StatefulSet", namespace, label_selector)
+
+    def list_namespaced_job(self, namespace: str, label_selector: str) -> Any:
+        return self._list("Job", namespace, label_selector)
+
+    def list_namespaced_cron_job(self, namespace: str, label_selector: str) -> Any:
+        return self._list("CronJob", namespace, label_selector)
+
+
+@pytest.mark.slow  # renders every overlay with kubectl kustomize
+@pytest.mark.parametrize(
+    ("pattern", "other", "shared"),
+    [
+        ("asynchronous", "sync_async", {("StatefulSet", "redis"), ("Service", "redis")}),
+        ("batch_inference", "data_cache", {("StatefulSet", "postgres"), ("Service", "postgres")}),
+        ("prediction_cache", "data_cache", {("StatefulSet", "redis-cache")}),
+    ],
+)
+def test_undeploy_keeps_the_components_another_deployed_pattern_uses(
+    monkeypatch: pytest.MonkeyPatch, pattern: str, other: str, shared: set[tuple[str, str]]
+) -> None:
+    from kube import manifests
+
+    docs = {o: manifests.load(manifests.render(o)) for o in (pattern, other)}
+    workloads = {
+        kind: [d["metadata"]["name"] for ds in docs.values() for d in ds if d["kind"] == kind]
+        for kind in deploy.WORKLOADS
+    }
+    deleted: list[str] = []
+
+    def kubectl_delete(gone: list[manifests.Doc]) -> None:
+        deleted.extend(f"{d['kind']}/{d['metadata']['name']}" for d in gone)
+
+    monkeypatch.setattr(deploy, "kubectl_delete", kubectl_delete)
+    both = FakeCluster(workloads)
+    gone = set(deploy.undeploy(pattern, both, both))
+    assert shared <= deploy.objects(docs[pattern]) & deploy.objects(docs[other])
+    assert not gone & shared, f"{sorted(gone & shared)} deleted while {other} uses them"
+    own = {d for d in deploy.objects(docs[pattern]) if d[0] == "Deployment"}
+    assert own <= gone and deleted and all(f"{k}/{n}" in deleted for k, n in own)
+    # the other pattern gone too: the shared objects go with the last user
+    mine = {kind: [n for n in names if (kind, n) in deploy.objects(docs[pattern])]
+            for kind, names in workloads.items()}  # fmt: skip
+    alone = FakeCluster(mine)
+    assert shared <= set(deploy.undeploy(pattern, alone, alone))
