@@ -31,6 +31,7 @@ from serving.errors import ApiError, MethodNotAllowed, NotFound, Rendered, inter
 from serving.inference import (
     ERRORS,
     JSON,
+    body_doc,
     encode,
     image_batch,
     invalid_from_pydantic,
@@ -51,7 +52,7 @@ from serving.middleware import (
 )
 from serving.oip import install_oip
 from serving.predictor import Call, Predictor
-from serving.schemas import PredictRequest, PredictResponse, Readiness
+from serving.schemas import PredictResponse, Readiness
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -176,7 +177,6 @@ def _install_model_routes(
     app: FastAPI, state: ServiceState, handlers: dict[str, FastHandler]
 ) -> None:
     s = state.settings
-    request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     predict_rows, predict_png = handlers[PREDICT], handlers[PREDICT_IMAGE]
 
     async def respond(request: Request, handler: FastHandler, limit: int) -> Response:
@@ -198,9 +198,7 @@ def _install_model_routes(
         summary="Predict from feature rows",
         response_model=PredictResponse,
         responses=ERRORS,
-        openapi_extra={
-            "requestBody": {"required": True, "content": {JSON: {"schema": request_schema}}}
-        },
+        openapi_extra=body_doc(rows=True),
     )
     async def predict(request: Request) -> Response:
         return await respond(request, predict_rows, s.max_body_bytes)
@@ -211,15 +209,7 @@ def _install_model_routes(
         summary="Predict a digit from a PNG/JPEG",
         response_model=PredictResponse,
         responses=ERRORS,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "image/png": {"schema": {"type": "string", "format": "binary"}},
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
-        },
+        openapi_extra=body_doc(rows=False, images=True),
     )
     async def predict_image(request: Request) -> Response:
         return await respond(request, predict_png, s.max_image_bytes)

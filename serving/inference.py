@@ -24,7 +24,7 @@ from serving.errors import ApiError, BadRequest, InvalidInput, NotFound, field_p
 from serving.middleware import read_asgi_body
 from serving.model import ModelCard, Prediction
 from serving.predictor import Batch
-from serving.schemas import PREDICT_ADAPTER, ErrorResponse, OipErrorResponse
+from serving.schemas import PREDICT_ADAPTER, ErrorResponse, OipErrorResponse, PredictRequest
 from serving.settings import ServingSettings
 
 JSON = "application/json"
@@ -36,6 +36,19 @@ OIP_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": OipErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)
 }
 """The same on the OIP v2 routes, in their error shape (serving/errors.py)."""
+BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
+
+
+def body_doc(*, rows: bool = True, images: bool = False) -> dict[str, Any]:
+    """The OpenAPI `requestBody` (for `openapi_extra`) of a route that takes the shared API's
+    feature rows as JSON and/or a PNG/JPEG."""
+    content: dict[str, Any] = {}
+    if rows:
+        ref = "#/components/schemas/{model}"
+        content[JSON] = {"schema": PredictRequest.model_json_schema(ref_template=ref)}
+    if images:
+        content.update({"image/png": BINARY, "image/jpeg": BINARY})
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def encode(content: Any) -> bytes:

@@ -26,6 +26,8 @@ from serving import metrics, preprocessing
 from serving.app import create_app
 from serving.errors import ApiError, BadRequest
 from serving.inference import (
+    ERRORS,
+    body_doc,
     invalid_from_pydantic,
     json_response,
     prediction_body,
@@ -97,8 +99,22 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
+EVENTS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {  # each event's data is a JSON object: the job, or an error
+        "content": {"text/event-stream": {"schema": {"type": "object"}}},
+        "description": "events `pending`, then `final`, `timeout` or `error`",
+    },
+    **ERRORS,
+}
+
+
 def install_job_routes(app: FastAPI, queue: JobQueue, s: JobSettings) -> None:
-    @app.get("/jobs/{job_id}", tags=["jobs"], summary="A job's status and, once done, result")
+    @app.get(
+        "/jobs/{job_id}",
+        tags=["jobs"],
+        summary="A job's status and, once done, result",
+        responses=ERRORS,
+    )
     async def get_job(job_id: str) -> Response:
         async with outage_as_503():
             return json_response(await queue.status_or_404(job_id))
@@ -108,6 +124,7 @@ def install_job_routes(app: FastAPI, queue: JobQueue, s: JobSettings) -> None:
         tags=["jobs"],
         summary="Server-sent events: `pending` at once, then `final` (or `timeout`)",
         response_class=StreamingResponse,
+        responses=EVENTS_DOC,
     )
     async def job_events(job_id: str) -> Response:
         async with outage_as_503():
@@ -256,6 +273,8 @@ def job_api(
             status_code=202,
             tags=["jobs"],
             summary="Enqueue a prediction: feature rows (JSON) or a PNG/JPEG; 202 + Location",
+            responses=ERRORS,
+            openapi_extra=body_doc(rows=True, images=True),
         )
         async def submit(request: Request) -> Response:
             payload = await read_job_input(request, settings)

@@ -30,8 +30,7 @@ from serving import h1, http, metrics
 from serving.admission import DEADLINE_HEADER, deadline_seconds
 from serving.app import create_app
 from serving.errors import ApiError, DeadlineExceeded, Unavailable, error_fields
-from serving.inference import ERRORS, JSON, read_body
-from serving.schemas import PredictRequest
+from serving.inference import ERRORS, body_doc, read_body
 from serving.settings import ServingSettings
 from serving.state import ServiceState
 
@@ -319,10 +318,9 @@ def proxy_app(
     overload admission, metrics, access log); the body is read with the size limit first.
     `content`: the OpenAPI request body by media type (default: the shared API's rows schema).
     """
-    if content is None:
-        schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        content = {JSON: {"schema": schema}}
-    doc = {"requestBody": {"required": True, "content": dict(content)}}
+    doc = body_doc(rows=True)
+    if content is not None:
+        doc["requestBody"]["content"] = dict(content)
 
     def endpoint(handle: ProxyHandler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from serving import h1, metrics, preprocessing
 from serving.errors import Unavailable, error_fields
-from serving.inference import json_response
+from serving.inference import body_doc, json_response
 from serving.upstream import (
     Backend,
     Budget,
@@ -188,12 +188,11 @@ def build(settings: PrepSettings) -> FastAPI:
         )
 
     summary = "Preprocess a PNG/JPEG here, predict on pred (OIP, versioned contract)"
-    binary = {"schema": {"type": "string", "format": "binary"}}
     return proxy_app(
         settings,
         {"/predict/image": (summary, predict_image)},
         limit=settings.max_image_bytes,
-        content={"image/png": binary, "image/jpeg": binary},
+        content=body_doc(rows=False, images=True)["requestBody"]["content"],
     )
 
 

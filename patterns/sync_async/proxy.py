@@ -31,7 +31,7 @@ from pydantic import Field
 
 from serving import h1, preprocessing
 from serving.errors import Unavailable
-from serving.inference import ERRORS, json_response, request_id
+from serving.inference import ERRORS, body_doc, json_response, request_id
 from serving.jobs import JobSettings, job_api, read_job_input
 from serving.queue import JobQueue
 from serving.redis_client import OUTAGE
@@ -138,8 +138,14 @@ def build(settings: ProxySettings) -> FastAPI:
 
         summary = "The fast answer now, a ticket for the heavy model's answer"
         for path in ("/predict", "/predict/image"):
-            app.add_api_route(
-                path, handle, methods=["POST"], tags=["predict"], summary=summary, responses=ERRORS
+            app.add_api_route(  # either route takes rows (JSON) or an image, by Content-Type
+                path,
+                handle,
+                methods=["POST"],
+                tags=["predict"],
+                summary=summary,
+                responses=ERRORS,
+                openapi_extra=body_doc(rows=True, images=True),
             )
 
     app, _ = job_api(settings, PATTERN, extra=routes, submit_route=False, redis_is_hard=False)
