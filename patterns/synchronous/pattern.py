@@ -27,6 +27,8 @@ PATTERN = Pattern(
                 "MLSP_SERVICE": "sync-server",
                 "MLSP_MODEL_DIR": "{model:digits-lr}",
                 "MLSP_MAX_INFLIGHT": "32",
+                # requests kept waiting past 20 ms before they run are shed (CoDel)
+                "MLSP_QUEUE_TARGET_MS": "20",
             },
         ),
         Process(
