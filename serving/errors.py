@@ -92,6 +92,20 @@ class MethodNotAllowed(ApiError):
         return {"Allow": self.allow}
 
 
+class RequestTimeout(ApiError):
+    """408: the request's headers or body did not arrive in time (serving/protocol.py)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(ApiError):
+    """431: the request head is over the size or line limit (serving/protocol.py)."""
+
+    status_code = 431
+    code = "headers_too_large"
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"

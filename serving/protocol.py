@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serving.errors import ApiError, render
+from serving.errors import ApiError, HeadersTooLarge, RequestTimeout, render
 
 QUEUED_AT = "queued_at"
 """Key in `scope["state"]`: time.perf_counter() when the request's headers were parsed."""
@@ -45,16 +45,6 @@ class HttpLimits:
     max_headers: int = 100
     header_timeout: float = 10.0
     body_timeout: float = 30.0
-
-
-class RequestTimeout(ApiError):
-    status_code = 408
-    code = "request_timeout"
-
-
-class HeadersTooLarge(ApiError):
-    status_code = 431
-    code = "headers_too_large"
 
 
 class _Refused(Exception):
