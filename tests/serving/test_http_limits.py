@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from serving.admission import Admission
+from serving.errors import error_fields
 from serving.preprocessing import render_digit
 from tests.conftest import spawn_server
 
@@ -197,7 +198,7 @@ def test_json_routes_refuse_other_content_types_with_415(data_dir: Path, tmp_pat
                 for ctype in ("text/plain", "application/x-www-form-urlencoded", "image/png"):
                     resp = httpx.post(f"{url}{path}", content=data, headers={"Content-Type": ctype})
                     assert resp.status_code == 415, (fast_path, path, ctype, resp.text)
-                    err = resp.json()["error"]
+                    err = error_fields(resp.json()) or {}  # either shape (OIP on /v2)
                     assert err["field"] == "Content-Type" and ctype in err["message"]
                 for ctype in ("application/json", "application/json; charset=utf-8", None):
                     headers = {"Content-Type": ctype} if ctype else {}
