@@ -9,6 +9,7 @@
 3. The project's security baseline (docs/catalogue.md, shared conventions) on every pod and
    container.
 4. The overlay runs the same processes as the pattern's local-runner declaration.
+5. NetworkPolicy: each Service admits exactly the callers the pattern declares (kube/netpol.py).
 """
 
 from __future__ import annotations
@@ -695,5 +696,8 @@ def check_overlay(
 
     docs = load(render(overlay, images))
     errors = schema_errors(docs, version) + semantic_errors(docs) + baseline_errors(docs)
-    errors += declaration_errors(load_pattern(overlay), docs)
+    from kube.netpol import network_errors
+
+    pattern = load_pattern(overlay)
+    errors += declaration_errors(pattern, docs) + network_errors(pattern, docs)
     return docs, errors

@@ -431,7 +431,7 @@ def test_caches_have_their_own_lru_redis(rendered: dict[str, list[Doc]], overlay
     svc = _one(docs, "Service", "redis-cache")
     assert svc["spec"]["clusterIP"] == "None"
     assert sts["spec"]["serviceName"] == "redis-cache"
-    policy = _one(docs, "NetworkPolicy", "redis-cache")
+    policy = _one(docs, "NetworkPolicy", f"{overlay.replace('_', '-')}-redis-cache-ingress")
     assert policy["spec"]["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
     for doc in docs:
         if doc["kind"] in manifests.POD_OWNERS:
