@@ -22,7 +22,7 @@ def walk(w: Walkthrough) -> None:
     )
     w.note("the public Triton client, with its defaults (binary tensors both ways)")
     w.sh(
-        f".venv/bin/python -m patterns.web_single.triton_client {URL}",
+        f".venv/bin/python patterns/web_single/examples/triton_client.py {URL}",
         expect="binary outputs: [16, 24] bytes",
     )
     w.sh(f"curl -s {URL}/readyz", expect='"ready":true')

@@ -1,7 +1,7 @@
 """The public Triton client against web_single, in its default mode (binary tensors in and
 out): the Open Inference Protocol v2 server needs no client of ours.
 
-.venv/bin/python -m patterns.web_single.triton_client http://127.0.0.1:8000
+.venv/bin/python patterns/web_single/examples/triton_client.py http://127.0.0.1:8000
 """
 
 from __future__ import annotations
