@@ -26,13 +26,19 @@ export BASE_IMAGE BUILD_FLAGS CLUSTER
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## create .venv from the lock file (installs uv if missing), and .venv-kserve
+setup: ## create .venv from the lock file (installs uv if missing), .venv-kserve and .venv-checkov
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
-	@$(MAKE) --no-print-directory .venv-kserve/done
+	@$(MAKE) --no-print-directory .venv-kserve/done .venv-checkov/done
 
 # The KServe SDK for the OIP client tests, in its own environment: it cannot share the lock
 # with the kubernetes client (python-dateutil pins).
+# checkov, the second manifest linter of make verify (kube/lint.py): its pins are not ours.
+.venv-checkov/done: kube/checkov.txt
+	$(UV) venv --quiet --allow-existing --python 3.11 .venv-checkov
+	VIRTUAL_ENV=.venv-checkov $(UV) pip install --quiet -r kube/checkov.txt
+	touch $@
+
 .venv-kserve/done: tests/clients/kserve.txt
 	$(UV) venv --quiet --allow-existing --python 3.11 .venv-kserve
 	VIRTUAL_ENV=.venv-kserve $(UV) pip install --quiet -r tests/clients/kserve.txt
@@ -110,7 +116,8 @@ deploy: ## kind or minikube [CLUSTER=kind|minikube]: build, load, apply, wait; m
 undeploy: ## delete a deployed pattern (shared Redis/PostgreSQL stay while another uses them): make undeploy PATTERN=x
 	$(PY) -m kube undeploy $(PATTERN)
 
-verify: ## container tier: build images, smoke them, validate overlays, podman kube play
+verify: ## container tier: build images, smoke them, validate and checkov-lint overlays, podman kube play
+	@$(MAKE) --no-print-directory .venv-checkov/done
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	./kube/ci-setup.sh
 	$(PY) -m kube verify

@@ -1,8 +1,10 @@
 """`make deploy|undeploy PATTERN=x` on kind or minikube, and a port-forward for load tests.
 
 deploy: build the pattern's images, load them into the cluster (as image archives, so podman
-and docker both work), render the overlay with the built tags, apply it, wait for every
-Deployment to roll out (kubernetes Python client), print how to reach the Service.
+and docker both work), render the overlay with the built tags, create the deploy-time Secrets
+the namespace lacks (random values, never in git), apply the overlay, wait for every
+Deployment to roll out (kubernetes Python client), delete the generated ConfigMaps of older
+revisions that nothing reads any more, print how to reach the Service.
 Applying is left to `kubectl apply` (kustomize output, field ownership, pruning semantics);
 waiting and inspecting use the client because they need logic, not a one-liner.
 """
@@ -81,6 +83,129 @@ def load_images(cluster: Cluster, name: str, refs: list[str]) -> None:
 def rendered(pattern: str, refs: dict[str, str]) -> list[manifests.Doc]:
     """The overlay with every image set to the one just built (kustomize `images:`)."""
     return manifests.load(manifests.render(pattern, refs))
+
+
+def core_api() -> Any:
+    from kubernetes import client, config
+
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.CoreV1Api()
+
+
+def secrets_used(docs: list[manifests.Doc]) -> set[str]:
+    """Names of the Secrets the docs' pods read (env secretKeyRef, envFrom, volumes)."""
+    used = set()
+    for doc in docs:
+        if doc["kind"] not in manifests.POD_OWNERS:
+            continue
+        pod = manifests.pod_spec(doc)[1]
+        for vol in pod.get("volumes") or []:
+            used.add((vol.get("secret") or {}).get("secretName"))
+        for _, c in manifests.containers(pod):
+            for env in c.get("env") or []:
+                used.add(((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name"))
+            for src in c.get("envFrom") or []:
+                used.add((src.get("secretRef") or {}).get("name"))
+    return {name for name in used if name}
+
+
+def ensure_secrets(
+    core: Any,
+    docs: list[manifests.Doc],
+    values: Callable[[], dict[tuple[str, str], str]] = manifests.generated_secret_values,
+) -> list[str]:
+    """Create each deploy-time Secret (manifests.DEPLOY_TIME_SECRETS) the docs use and the
+    namespace lacks, with random values; an existing one is kept as it is (PostgreSQL's
+    volume was initialised with its password). Returns the names created."""
+    from kubernetes.client import V1ObjectMeta, V1Secret
+    from kubernetes.client.exceptions import ApiException
+
+    created = []
+    for name in sorted(secrets_used(docs) & set(manifests.DEPLOY_TIME_SECRETS)):
+        try:
+            core.read_namespaced_secret(name, NS)
+            print(f"Secret {name}: kept (already in {NS})", flush=True)
+            continue
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        data = {key: value for (secret, key), value in values().items() if secret == name}
+        body = V1Secret(
+            metadata=V1ObjectMeta(name=name, labels={PART_OF: "ml-system-patterns"}),
+            type="Opaque",
+            string_data=data,
+        )
+        try:
+            core.create_namespaced_secret(NS, body)
+        except ApiException as exc:
+            if exc.status != 409:  # made by a concurrent deploy in between: theirs is kept
+                raise
+        print(f"Secret {name}: created with random values (kubectl -n {NS} get secret {name})")
+        created.append(name)
+    return created
+
+
+PART_OF = "app.kubernetes.io/part-of"
+GENERATED = manifests.GENERATED
+
+
+def configmaps_used(pod: dict[str, Any]) -> set[str]:
+    """Names of the ConfigMaps a pod spec reads (volumes, projected volumes, env, envFrom)."""
+    used = set()
+    for vol in pod.get("volumes") or []:
+        used.add((vol.get("configMap") or {}).get("name"))
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            used.add((src.get("configMap") or {}).get("name"))
+    for _, c in manifests.containers(pod):
+        for env in c.get("env") or []:
+            used.add(((env.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name"))
+        for src in c.get("envFrom") or []:
+            used.add((src.get("configMapRef") or {}).get("name"))
+    return {name for name in used if name}
+
+
+def stale_configmaps(
+    generated: set[str], applied: set[str], live: list[manifests.Doc]
+) -> list[str]:
+    """The generated ConfigMaps to delete: not just applied, and read by no live object that
+    can run a pod. `live` holds the namespace's Deployments, StatefulSets, Jobs, CronJobs,
+    ReplicaSets (old ones too: `kubectl rollout undo` needs theirs, and revisionHistoryLimit
+    bounds how many a Deployment keeps) and Pods."""
+    used = set().union(*(configmaps_used(manifests.pod_spec(d)[1]) for d in live))
+    return sorted(generated - applied - used)
+
+
+def live_objects(apps: Any, batch: Any, core: Any) -> tuple[set[str], list[manifests.Doc]]:
+    """(generated ConfigMaps, objects that can run pods) in the namespace, as manifest dicts."""
+    from kubernetes.client import ApiClient
+
+    plain: Callable[[Any], manifests.Doc] = ApiClient().sanitize_for_serialization
+
+    def listed(call: Callable[..., Any], kind: str, **kw: Any) -> list[manifests.Doc]:
+        return [{**plain(item), "kind": kind} for item in call(NS, **kw).items]
+
+    live = [
+        *listed(apps.list_namespaced_deployment, "Deployment"),
+        *listed(apps.list_namespaced_stateful_set, "StatefulSet"),
+        *listed(apps.list_namespaced_replica_set, "ReplicaSet"),
+        *listed(batch.list_namespaced_job, "Job"),
+        *listed(batch.list_namespaced_cron_job, "CronJob"),
+        *listed(core.list_namespaced_pod, "Pod"),
+    ]
+    maps = listed(core.list_namespaced_config_map, "ConfigMap", label_selector=GENERATED)
+    return {m["metadata"]["name"] for m in maps}, live
+
+
+def prune_configmaps(docs: list[manifests.Doc], apps: Any, batch: Any, core: Any) -> list[str]:
+    """After a rollout: delete the generated ConfigMaps nothing reads any more (an older
+    revision's, left by every config change); returns their names."""
+    applied = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    generated, live = live_objects(apps, batch, core)
+    stale = stale_configmaps(generated, applied, live)
+    for name in stale:
+        print(f"delete ConfigMap {name}: an older revision's, read by nothing", flush=True)
+        core.delete_namespaced_config_map(name, NS)
+    return stale
 
 
 def apply(docs: list[manifests.Doc]) -> None:
@@ -232,6 +357,8 @@ def deploy(pattern: str, timeout: float = 600) -> None:
     refs = img.build(pattern)
     load_images(cluster, name, list(refs.values()))
     docs = rendered(pattern, refs)
+    apply([d for d in docs if d["kind"] == "Namespace"])
+    ensure_secrets(core_api(), docs)
     apply(docs)
     init_jobs, init_crons = init_steps(pattern, docs)
     if init_jobs:  # e.g. batch_inference's seed, before its first scoring run
@@ -241,6 +368,7 @@ def deploy(pattern: str, timeout: float = 600) -> None:
     deployments = [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"]
     print(f"waiting for {', '.join(deployments)} to roll out", flush=True)
     wait_rollout(apps_api(), deployments, timeout)
+    prune_configmaps(docs, apps_api(), batch_api(), core_api())
     others = [d["metadata"]["name"] for d in docs if d["kind"] == "Job"]
     others = [name for name in others if name not in init_jobs]
     if started or others:  # a scoring run, a client Job, model_load's training Job

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +38,28 @@ NAMESPACE = "ml-patterns"
 UID = 10001
 
 Doc = dict[str, Any]
+
+DEPLOY_TIME_SECRETS: dict[str, tuple[str, ...]] = {"postgres-credentials": ("POSTGRES_PASSWORD",)}
+"""Secrets no file of the repository holds (name -> keys): `make deploy` creates each missing
+one in the namespace with random values (kube/deploy.py ensure_secrets) and never replaces
+an existing one (PostgreSQL keeps the password its volume was initialised with); kube play
+makes throwaway values. An overlay must not render a Secret: its values would be in git."""
+
+GENERATED = "ml-system-patterns/generated"
+"""Label of every ConfigMap (set by the kustomizations' generatorOptions): each one comes from
+a configMapGenerator, so its name carries a hash of its content, a change makes a new one
+and rolls the pods that read it, and `make deploy` prunes the ones nothing reads any more."""
+
+
+def generated_secret_values() -> dict[tuple[str, str], str]:
+    """Fresh random values for every deploy-time Secret key: URL-safe (letters, digits, - _),
+    so clients can put them into a database URL as they are."""
+    return {
+        (name, key): secrets.token_urlsafe(24)
+        for name, keys in DEPLOY_TIME_SECRETS.items()
+        for key in keys
+    }
+
 
 ALLOWED_API = {
     "v1",
@@ -228,8 +251,11 @@ class Rendered:
         return cls(
             configmaps={d["metadata"]["name"] for d in named("ConfigMap")},
             secrets={
-                d["metadata"]["name"]: set(d.get("data") or {}) | set(d.get("stringData") or {})
-                for d in named("Secret")
+                **{name: set(keys) for name, keys in DEPLOY_TIME_SECRETS.items()},
+                **{
+                    d["metadata"]["name"]: set(d.get("data") or {}) | set(d.get("stringData") or {})
+                    for d in named("Secret")
+                },
             },
             services={d["metadata"]["name"]: d for d in named("Service")},
             pvcs={d["metadata"]["name"] for d in named("PersistentVolumeClaim")},
@@ -260,6 +286,16 @@ def identity_errors(docs: list[Doc]) -> list[str]:
             errors.append(f"{name_of(doc)}: invalid name {name!r}")
         if doc["kind"] != "Namespace" and meta.get("namespace") != NAMESPACE:
             errors.append(f"{name_of(doc)}: namespace {meta.get('namespace')!r}, not {NAMESPACE}")
+        if doc["kind"] == "ConfigMap" and GENERATED not in (meta.get("labels") or {}):
+            errors.append(
+                f"{name_of(doc)}: not from a configMapGenerator with the {GENERATED} label"
+                " (a change would not roll its pods, and deploy could not prune it)"
+            )
+        if doc["kind"] == "Secret":
+            errors.append(
+                f"{name_of(doc)}: a Secret rendered from the repository has its values in git;"
+                " make it a deploy-time Secret (kube/manifests.py DEPLOY_TIME_SECRETS)"
+            )
     return errors
 
 
@@ -429,7 +465,52 @@ def hpa_errors(doc: Doc, rendered: Rendered) -> list[str]:
     ref = (doc.get("spec") or {}).get("scaleTargetRef") or {}
     if (ref.get("kind"), ref.get("name")) not in rendered.objects:
         return [f"{name_of(doc)}: scaleTargetRef {ref} not rendered"]
+    key = (ref.get("kind"), ref.get("name"))
+    target = next(w for w in rendered.workloads if (w["kind"], w["metadata"]["name"]) == key)
+    if "replicas" in (target.get("spec") or {}):
+        # every `kubectl apply` would set the scale back to it, undoing the autoscaler
+        return [f"{name_of(target)}: sets replicas but {name_of(doc)} owns its scale"]
     return []
+
+
+def hpa_targets(docs: Iterable[Doc]) -> dict[tuple[str, str], int]:
+    """(kind, name) of each HPA's target -> its minReplicas."""
+    return {
+        (ref.get("kind", ""), ref.get("name", "")): int(spec.get("minReplicas") or 1)
+        for d in docs
+        if d["kind"] == "HorizontalPodAutoscaler"
+        for spec in [d.get("spec") or {}]
+        for ref in [spec.get("scaleTargetRef") or {}]
+    }
+
+
+def replicas(doc: Doc, docs: Iterable[Doc]) -> int:
+    """The replicas a workload runs with once its HPA, if any, has acted (minReplicas)."""
+    own = (doc.get("spec") or {}).get("replicas")
+    if own is not None:
+        return int(own)
+    return hpa_targets(docs).get((doc["kind"], doc["metadata"]["name"]), 1)
+
+
+def service_account_errors(docs: list[Doc]) -> list[str]:
+    """Each workload runs as a ServiceAccount of its own (never `default`), rendered with
+    automountServiceAccountToken: false: no pod of the project talks to the Kubernetes API,
+    and one compromised pod cannot act as another workload."""
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    errors: list[str] = []
+    users: dict[str, str] = {}
+    for doc in docs:
+        if doc["kind"] not in POD_OWNERS:
+            continue
+        name = pod_spec(doc)[1].get("serviceAccountName") or "default"
+        if name == "default" or name not in accounts:
+            errors.append(f"{name_of(doc)}: serviceAccountName {name!r} is not a rendered one")
+        elif accounts[name].get("automountServiceAccountToken") is not False:
+            errors.append(f"ServiceAccount/{name}: automountServiceAccountToken must be false")
+        if name in users:
+            errors.append(f"{name_of(doc)}: shares ServiceAccount {name!r} with {users[name]}")
+        users[name] = name_of(doc)
+    return errors
 
 
 # kind -> the check that what such an object points at is rendered
@@ -450,7 +531,7 @@ def disruption_budget_errors(docs: list[Doc]) -> list[str]:
     ]
     errors = []
     for doc in docs:
-        if doc["kind"] in LONG_RUNNING and ((doc.get("spec") or {}).get("replicas") or 1) > 1:
+        if doc["kind"] in LONG_RUNNING and replicas(doc, docs) > 1:
             labels = pod_spec(doc)[0]
             if not any(matches(sel, labels) for sel in budgets):
                 errors.append(f"{name_of(doc)}: several replicas and no PodDisruptionBudget")
@@ -467,7 +548,7 @@ def semantic_errors(docs: list[Doc]) -> list[str]:
         check = REFERENCE_CHECKS.get(doc["kind"])
         if check is not None:
             errors += check(doc, rendered)
-    return errors + disruption_budget_errors(docs)
+    return errors + disruption_budget_errors(docs) + service_account_errors(docs)
 
 
 # --- 3. security baseline -------------------------------------------------------------------

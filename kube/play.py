@@ -13,7 +13,8 @@ limits, but needs a little preparation (see docs/kubernetes.md):
   pod of a Job or of one CronJob run (`parallelism` pods) runs as a bare Pod; Job pods' exit
   codes are checked;
 - `secretKeyRef` fails (podman 4.3 expects its own JSON secrets): Secret values are inlined
-  into the played pods (never into the repository's files), and `$(VAR)` references to earlier
+  into the played pods (never into the repository's files; a deploy-time Secret gets random
+  values for the run, as `make deploy` would make them), and `$(VAR)` references to earlier
   variables are expanded as the kubelet does (podman leaves them as text);
 - probes cannot run faithfully (podman makes the liveness probe a `curl` healthcheck on a
   dropped port and restarts the container when it fails): probes are dropped; readiness is
@@ -45,7 +46,15 @@ from typing import Any
 
 import yaml
 
-from kube.manifests import POD_OWNERS, Doc, containers, matches, pod_spec
+from kube.manifests import (
+    POD_OWNERS,
+    Doc,
+    containers,
+    generated_secret_values,
+    matches,
+    pod_spec,
+    replicas,
+)
 from kube.report import Checks, podman
 from patterns.declare import Call, Pattern
 
@@ -145,7 +154,7 @@ class Player:
         self.net = f"mlsp-play-{overlay.replace('_', '-')}"
         self.files: list[Path] = []
         self.volumes: set[str] = set()
-        self.secrets = secret_values(docs)
+        self.secrets = {**generated_secret_values(), **secret_values(docs)}
         self._subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
         self._fixed = 0
         self.client_source = CLIENT.read_text()
@@ -241,7 +250,7 @@ class Player:
             if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] in claims
         ]
         pods = []
-        for i in range(doc["spec"].get("replicas", 1)):
+        for i in range(replicas(doc, self.docs)):
             pod = self.pod(f"{name}-{i}", template)
             for claim in doc["spec"].get("volumeClaimTemplates") or []:
                 pvc = copy.deepcopy(claim)

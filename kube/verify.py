@@ -4,7 +4,8 @@
 2. run the serving images as non-root with read-only root filesystems: /readyz, one correct
    prediction, uid != 0, time from start to ready; model-in-image with --network=none, and with
    a corrupted model file (must exit non-zero);
-3. render every overlay and validate it (kube/manifests.py);
+3. render every overlay and validate it (kube/manifests.py), and lint it with checkov
+   (kube/lint.py), a second linter that must agree;
 4. run every overlay with `podman kube play` (kube/play.py).
 
 Prints a summary and writes bench-results/verify.json; exits 1 on any failure.
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from kube import images as img
-from kube import manifests, play
+from kube import lint, manifests, play
 from kube.report import Checks, podman
 from patterns.runner import answers, free_port
 
@@ -129,6 +130,19 @@ def smoke_corrupted(report: Checks, ref: str, model_dir: Path) -> None:
         )
 
 
+def lint_overlays(report: Checks, rendered: dict[str, list[manifests.Doc]]) -> None:
+    """The second linter (kube/lint.py) over the same rendered objects."""
+    result = lint.run(rendered)
+    report.facts["checkov_checks_passed"] = result.passed
+    report.add(
+        f"checkov {result.version}: {result.passed} checks passed on {result.resources} objects"
+        f" of {len(rendered)} overlays, {len(result.findings)} failed"
+        f" (skipped, with reasons in kube/lint.py: {', '.join(sorted(lint.SKIPS))})",
+        not result.findings,
+        "; ".join(str(f) for f in result.findings[:5]),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kube verify", description=__doc__)
     parser.add_argument("--skip-play", action="store_true", help="no kube play step")
@@ -175,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             not errors,
             "; ".join(errors[:5]),
         )
+
+    print("== checkov", flush=True)
+    lint_overlays(report, rendered)
 
     if not args.skip_play:
         for overlay, docs in rendered.items():

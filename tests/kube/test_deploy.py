@@ -3,6 +3,7 @@ is done. The Kubernetes API is the one thing that cannot exist here, so it is a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -270,3 +271,114 @@ def test_undeploy_keeps_the_components_another_deployed_pattern_uses(
             for kind, names in workloads.items()}  # fmt: skip
     alone = FakeCluster(mine)
     assert shared <= set(deploy.undeploy(pattern, alone, alone))
+
+
+class FakeCore:
+    """CoreV1Api over Secrets, ConfigMaps and Pods held in dicts (manifest-shaped objects, as
+    ApiClient.sanitize_for_serialization makes of the client's models)."""
+
+    def __init__(self, secrets: dict[str, dict[str, str]], maps: list[str], pods: list[Any]):
+        self.secrets, self.maps, self.pods = secrets, maps, pods
+        self.deleted: list[str] = []
+
+    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        assert namespace == "ml-patterns"
+        if name not in self.secrets:
+            raise ApiException(status=404, reason="Not Found")
+        return self.secrets[name]
+
+    def create_namespaced_secret(self, namespace: str, body: Any) -> None:
+        assert namespace == "ml-patterns" and body.metadata.name not in self.secrets
+        self.secrets[body.metadata.name] = dict(body.string_data)
+
+    def list_namespaced_config_map(self, namespace: str, label_selector: str) -> Any:
+        assert label_selector == "ml-system-patterns/generated"
+        return SimpleNamespace(items=[{"metadata": {"name": n}} for n in self.maps])
+
+    def list_namespaced_pod(self, namespace: str) -> Any:
+        return SimpleNamespace(items=models("pod", self.pods))
+
+    def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+        self.deleted.append(name)
+
+
+@pytest.mark.slow  # renders an overlay with kubectl kustomize
+def test_the_database_password_is_generated_once_and_never_replaced() -> None:
+    import re
+
+    from kube import manifests
+
+    docs = manifests.load(manifests.render("batch_inference"))
+    assert not [d for d in docs if d["kind"] == "Secret"], "a password rendered from git"
+    assert deploy.secrets_used(docs) == {"postgres-credentials"}
+    core = FakeCore({}, [], [])
+    assert deploy.ensure_secrets(core, docs) == ["postgres-credentials"]
+    first = core.secrets["postgres-credentials"]["POSTGRES_PASSWORD"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", first)  # URL-safe: it goes into a database URL
+    assert deploy.ensure_secrets(core, docs) == []  # the volume was initialised with it
+    assert core.secrets["postgres-credentials"]["POSTGRES_PASSWORD"] == first
+    other = FakeCore({}, [], [])
+    deploy.ensure_secrets(other, docs)
+    assert other.secrets["postgres-credentials"]["POSTGRES_PASSWORD"] != first
+    assert deploy.ensure_secrets(FakeCore({}, [], []), manifests.load(
+        manifests.render("web_single"))) == []  # fmt: skip
+
+
+MODELS = {"deployment": "V1Deployment", "replica_set": "V1ReplicaSet", "pod": "V1Pod"}
+
+
+def models(kind: str, items: list[Any]) -> list[Any]:
+    """The kubernetes client's own model objects, as the real API's list calls return them."""
+    from kubernetes.client import ApiClient
+
+    if kind not in MODELS:
+        return items
+    client = ApiClient()
+    return [client.deserialize(json.dumps(i), MODELS[kind], "application/json") for i in items]
+
+
+class FakeLists:
+    """AppsV1Api/BatchV1Api list calls over the client's models of manifest objects."""
+
+    def __init__(self, items: dict[str, list[Any]]) -> None:
+        self.items = items
+
+    def __getattr__(self, call: str) -> Any:
+        kind = call.removeprefix("list_namespaced_")
+        return lambda namespace, **kw: SimpleNamespace(items=models(kind, self.items.get(kind, [])))
+
+
+@pytest.mark.slow  # renders an overlay with kubectl kustomize
+def test_deploy_prunes_the_configmaps_of_older_revisions_nothing_reads() -> None:
+    import copy
+
+    from kube import manifests
+
+    docs = manifests.load(manifests.render("serial"))
+    current = next(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap")
+    assert manifests.GENERATED in next(d for d in docs if d["kind"] == "ConfigMap")[
+        "metadata"]["labels"]  # fmt: skip
+    proxy = next(
+        d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Deployment", "serial-proxy")
+    )
+
+    def reading(kind: str, config: str) -> Any:
+        obj = copy.deepcopy(proxy)
+        text = json.dumps(obj).replace(current, config)
+        return {**json.loads(text), "kind": kind}
+
+    old_rs = reading("ReplicaSet", "serial-config-old1")  # a rollback target: kept
+    pod = {"metadata": {"name": "p"}, "spec": reading("Pod", "serial-config-pod1")["spec"][
+        "template"]["spec"]}  # fmt: skip
+    maps = [current, "serial-config-old1", "serial-config-pod1", "serial-config-gone"]
+    core = FakeCore({}, maps, [pod])
+    apps = FakeLists({"deployment": [proxy], "replica_set": [old_rs]})
+    batch = FakeLists({})
+    assert deploy.prune_configmaps(docs, apps, batch, core) == ["serial-config-gone"]
+    assert core.deleted == ["serial-config-gone"]
+    # the old ReplicaSet gone (revisionHistoryLimit): its ConfigMap goes at the next deploy
+    core = FakeCore({}, maps, [])
+    assert deploy.prune_configmaps(docs, FakeLists({"deployment": [proxy]}), batch, core) == [
+        "serial-config-gone", "serial-config-old1", "serial-config-pod1"]  # fmt: skip

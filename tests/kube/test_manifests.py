@@ -132,9 +132,37 @@ def _secret_in_env(docs: list[Doc]) -> None:
     _container(docs)["env"].append({"name": "DB_PASSWORD", "value": "hunter2"})
 
 
+def _hpa_and_replicas(docs: list[Doc]) -> None:
+    _deployment(docs)["spec"]["replicas"] = 2
+
+
+def _default_account(docs: list[Doc]) -> None:
+    del pod_spec(_deployment(docs))[1]["serviceAccountName"]
+
+
+def _account_token(docs: list[Doc]) -> None:
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    account["automountServiceAccountToken"] = True
+
+
+def _committed_secret(docs: list[Doc]) -> None:
+    meta = {"name": "postgres-credentials", "namespace": manifests.NAMESPACE}
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {}})
+
+
+def _plain_configmap(docs: list[Doc]) -> None:
+    meta = {"name": "settings", "namespace": manifests.NAMESPACE}
+    docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {}})
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
+        (_hpa_and_replicas, "owns its scale"),
+        (_default_account, "serviceAccountName 'default'"),
+        (_account_token, "automountServiceAccountToken must be false"),
+        (_committed_secret, "values in git"),
+        (_plain_configmap, "configMapGenerator"),
         (_writable_root, "readOnlyRootFilesystem"),
         (_no_limits, "limits"),
         (_root_pod, "runAsUser"),
@@ -250,8 +278,7 @@ def test_batch_runs_a_seed_job_a_forbid_cronjob_and_an_api(
     assert cron["spec"]["schedule"] == "0 * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert _one(docs, "Job", "batch-inference-seed")
-    secret = _one(docs, "Secret")
-    assert secret["metadata"]["name"].startswith("postgres-credentials-")  # generator hash
+    assert not [d for d in docs if d["kind"] == "Secret"]  # made at deploy time, not in git
     for doc in docs:
         if doc["kind"] in {"Job", "CronJob", "Deployment"}:
             c = pod_spec(doc)[1]["containers"][0]
@@ -259,7 +286,7 @@ def test_batch_runs_a_seed_job_a_forbid_cronjob_and_an_api(
             assert env["MLSP_DATABASE_URL"] == (
                 "postgresql://mlsp:$(POSTGRES_PASSWORD)@postgres:5432/mlsp"
             )
-            assert env["POSTGRES_PASSWORD"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+            assert env["POSTGRES_PASSWORD"]["secretKeyRef"]["name"] in manifests.DEPLOY_TIME_SECRETS
     pg = _one(docs, "StatefulSet", "postgres")
     pg_env = _env(pod_spec(pg)[1]["containers"][0])
     assert pg_env["PGDATA"].startswith(
@@ -454,3 +481,24 @@ def test_data_cache_warms_up_after_the_seed(rendered: dict[str, list[Doc]]) -> N
                 assert _env(c)["MLSP_DATABASE_URL"] == (
                     "postgresql://mlsp:$(POSTGRES_PASSWORD)@postgres:5432/mlsp"
                 )
+
+
+def test_no_two_workloads_share_a_service_account(rendered: dict[str, list[Doc]]) -> None:
+    docs = copy.deepcopy(rendered["parallel"])
+    accounts = [pod_spec(d)[1]["serviceAccountName"] for d in docs if d["kind"] == "Deployment"]
+    assert len(set(accounts)) == len(accounts) == 4
+    assert not manifests.service_account_errors(docs)
+    workers = [d for d in docs if d["kind"] == "Deployment"][1:]
+    for doc in workers:
+        pod_spec(doc)[1]["serviceAccountName"] = accounts[0]
+    errors = manifests.service_account_errors(docs)
+    assert sum("shares ServiceAccount" in e for e in errors) == 3, errors
+
+
+def test_an_autoscaled_workload_is_counted_at_its_minimum(rendered: dict[str, list[Doc]]) -> None:
+    docs = rendered["asynchronous"]
+    worker = _one(docs, "Deployment", "asynchronous-worker")
+    api = _one(docs, "Deployment", "asynchronous-api")
+    assert "replicas" not in worker["spec"]
+    assert manifests.replicas(worker, docs) == 2  # the HPA's minReplicas (kube play runs 2)
+    assert manifests.replicas(api, docs) == api["spec"]["replicas"]
