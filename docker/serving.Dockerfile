@@ -14,7 +14,8 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends binutil
 WORKDIR /src
 # dependencies first (from the lock file), sources later: a code change reuses this layer.
 # EXTRAS: optional dependency groups of pyproject.toml, e.g. `postgres` for the batch image
-# (localhost/mlsp-batch: batch_inference's PostgreSQL driver stays out of the serving image).
+# (localhost/mlsp-batch: batch_inference's PostgreSQL driver stays out of the serving image),
+# `postgres monitoring` for the monitor image (localhost/mlsp-monitor: scipy, for drift).
 ARG EXTRAS=""
 COPY pyproject.toml uv.lock ./
 RUN extras=""; for e in $EXTRAS; do extras="$extras --extra $e"; done; \
@@ -49,13 +50,16 @@ COPY serving/ serving/
 COPY patterns/ patterns/
 # bytecode for every module a server imports (root fs is read-only at run time, so Python
 # could not cache it then): fast start without compiling all of site-packages. batch_inference
-# needs the postgres extra: without it (the serving image) its modules are not imported.
+# needs the postgres extra: without it (the serving image) its modules are not imported; the
+# drift modules need the monitoring extra (scipy) the same way.
 RUN /opt/venv/bin/python -c "import importlib, importlib.util, pkgutil, serving, patterns; \
 pg = importlib.util.find_spec('psycopg') is not None; \
+sp = importlib.util.find_spec('scipy') is not None; \
 [importlib.import_module(m.name) for p in (serving, patterns) \
  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
  if not m.name.endswith('locustfile') \
- and (pg or not m.name.startswith('patterns.batch_inference.'))]"
+ and (pg or not m.name.startswith('patterns.batch_inference.')) \
+ and (sp or m.name not in ('serving.drift', 'patterns.prediction_monitoring.monitor'))]"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp MLSP_HOST=0.0.0.0 MLSP_PORT=8000 MLSP_MODEL_DIR=/models/iris-svc
 # numeric uid/gid: no useradd needed, and it satisfies runAsNonRoot

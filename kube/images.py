@@ -2,6 +2,7 @@
 
     serving          docker/serving.Dockerfile           every pattern's server and the loader
     batch            docker/serving.Dockerfile (EXTRAS=postgres)  serving + the PostgreSQL driver
+    monitor          docker/serving.Dockerfile (EXTRAS=postgres monitoring)  batch + scipy (drift)
     training         docker/training.Dockerfile (training)  the pipeline, for the bootstrap Job
     mlflow           docker/training.Dockerfile (mlflow)    registry server
     redis            docker/redis.Dockerfile             redis-server 7.0 (Debian), queues, caches
@@ -94,6 +95,13 @@ IMAGES = {
         "docker/serving.Dockerfile",
         "localhost/mlsp-batch",
         args=(("EXTRAS", "postgres"), ("TITLE", "mlsp-batch")),
+        inputs=(*LOCK, "serving", "patterns"),
+    ),
+    "monitor": ImageSpec(
+        "monitor",
+        "docker/serving.Dockerfile",
+        "localhost/mlsp-monitor",
+        args=(("EXTRAS", "postgres monitoring"), ("TITLE", "mlsp-monitor")),
         inputs=(*LOCK, "serving", "patterns"),
     ),
     "training": ImageSpec(
