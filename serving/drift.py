@@ -198,8 +198,11 @@ def psi(reference: Array, window: Array, eps: float = EPSILON) -> float:
 
 
 def ks_pvalue(reference: Array, window: Array) -> float:
-    """Two-sample Kolmogorov-Smirnov p-value (NaN values left out)."""
-    a, b = reference[~np.isnan(reference)], window[~np.isnan(window)]
+    """Two-sample Kolmogorov-Smirnov p-value (NaN values left out), in float32 like
+    `bin_counts`: the card's sample holds float32 values (5.1 is 5.099999904...), traffic sends
+    5.1, and in float64 every such pair would differ, a shift of the whole ECDF that KS sees."""
+    a = reference[~np.isnan(reference)].astype(np.float32)
+    b = window[~np.isnan(window)].astype(np.float32)
     return float(stats.ks_2samp(b, a).pvalue)
 
 
