@@ -132,7 +132,8 @@ def _install_health(app: FastAPI, state: ServiceState) -> None:
         return Response(body, media_type=content_type)
 
 
-def _answer(call: Call, card_version: str, body: dict[str, Any]) -> FastResult:
+def answer(call: Call, card_version: str, body: dict[str, Any]) -> FastResult:
+    """A prediction's body as the fast path sends it, with the headers the predictor added."""
     call.log["model_version"] = card_version
     payload = encode(body)
     return (payload, call.headers) if call.headers else payload
@@ -148,7 +149,7 @@ def predict_handler(state: ServiceState) -> FastHandler:
         x = parse_rows(body, card, s.max_batch)
         call = Call(rid, log_extra)
         out = await predictor.predict(x, call)
-        return _answer(call, card.version, prediction_body(rid, card, out))
+        return answer(call, card.version, prediction_body(rid, card, out))
 
     return handle
 
@@ -164,7 +165,7 @@ def image_handler(state: ServiceState) -> FastHandler:
         out = await predictor.predict(await image_batch(state.settings, data), call)
         body = prediction_body(rid, card, out)
         body["preprocess_version"] = preprocessing.PREPROCESS_VERSION
-        return _answer(call, card.version, body)
+        return answer(call, card.version, body)
 
     return handle
 
@@ -283,9 +284,12 @@ def create_app(
     needs_model: bool = True,
     extend: Callable[[FastAPI, ServiceState], None] | None = None,
     predictor: Predictor | None = None,
+    predict: Callable[[ServiceState], FastHandler] | None = None,
 ) -> FastAPI:
     """Build a service. `predictor` answers its predictions (default: the ONNX model in
-    MLSP_MODEL_DIR; a pattern passes one wrapping it, such as a cache in front);
+    MLSP_MODEL_DIR; a pattern passes one wrapping it, such as a cache in front); `predict`
+    makes the POST /predict handler when a pattern adds to the answer or acts after it
+    (prediction_log: outlier scores, the log entry; default `predict_handler`);
     `extend(app, state)` lets a pattern add routes and readiness checks. With
     `require_contract` the server takes OIP tensors only (serving/oip.py)."""
     state = ServiceState(settings, needs_model=needs_model, predictor=predictor)
@@ -320,7 +324,8 @@ def create_app(
     _install_health(app, state)
     fast_routes: dict[tuple[str, str], FastRoute] = {}
     if needs_model and not settings.require_contract:
-        routes = {PREDICT: predict_handler(state), PREDICT_IMAGE: image_handler(state)}
+        rows = (predict or predict_handler)(state)
+        routes = {PREDICT: rows, PREDICT_IMAGE: image_handler(state)}
         _install_model_routes(app, state, routes)
         if settings.fast_path:
             limits = {PREDICT: settings.max_body_bytes, PREDICT_IMAGE: settings.max_image_bytes}

@@ -251,7 +251,7 @@ def job_view(job_id: str, raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return out
 
 
-def _missing_group(exc: rexc.ResponseError) -> bool:
+def missing_group(exc: rexc.ResponseError) -> bool:
     """The group is gone (NOGROUP), or the stream was deleted under a blocked read."""
     return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
@@ -293,7 +293,7 @@ class JobQueue:
         try:
             return await call()
         except rexc.ResponseError as exc:
-            if not _missing_group(exc):
+            if not missing_group(exc):
                 raise
         log.warning("consumer group missing: created again", extra={"stream": self.stream})
         await self.setup()

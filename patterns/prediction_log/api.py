@@ -1,0 +1,371 @@
+"""prediction_log, the api: the shared API's POST /predict (iris-svc, with each row's
+outlier score from iris-ocsvm, both ONNX in this process), and every answered prediction
+appended to a Redis stream for the log-writer.
+
+- The answer is computed first; its log entry goes into an in-process buffer (a deque, bounded
+  by MLSP_LOG_BUFFER) and the request is answered. A background task appends what the buffer
+  holds in one pipelined round trip (up to MLSP_LOG_BATCH entries) bounded by
+  MLSP_APPEND_TIMEOUT_MS (50). So logging adds no Redis round trip to a request.
+- Redis down, slow, or the stream's backlog above MLSP_MAX_BACKLOG (the writer is behind):
+  each entry becomes one JSON line on stdout with `"spilled": true` and the row, counted in
+  `mlsp_predlog_spilled_total{reason}`; a full buffer spills at once. Only a failing stdout
+  loses an entry, counted in `mlsp_predlog_dropped_total`. Redis is never in /readyz and never
+  fails a prediction.
+- Sampling (MLSP_SAMPLE_RATE, by request id) and redaction (MLSP_REDACT_FEATURES: feature names,
+  null in the logged input).
+- POST /feedback {request_id, outcome}: stored once per request id in `feedback` (202 with
+  `joined`: whether the prediction is already in the log); the same outcome again is a replay
+  (202), another outcome for the same id is 422 naming `outcome`. The database is a hard
+  dependency of /feedback only (503 naming it), not of /predict nor of /readyz.
+
+    MLSP_REDIS_URL=redis://127.0.0.1:6379/0 python -m patterns.prediction_log.api
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
+from redis.exceptions import RedisError
+
+from patterns.prediction_log import record
+from patterns.prediction_log.record import PATTERN, LogDbSettings
+from serving import redis_client
+from serving.app import answer, create_app
+from serving.db import Db, Store
+from serving.errors import InvalidInput
+from serving.inference import (
+    ERRORS,
+    invalid_from_pydantic,
+    json_response,
+    parse_instances,
+    prediction_body,
+    read_body,
+    to_matrix,
+)
+from serving.middleware import FastHandler, FastResult
+from serving.model import ModelCard, ModelError, Prediction
+from serving.predictor import Batch, Call, OnnxPredictor, Wrapper
+from serving.predlog import SCHEMA
+from serving.settings import RedisSettings, ServingSettings
+from serving.state import ServiceState
+
+log = logging.getLogger("prediction_log")
+
+
+class ApiSettings(ServingSettings, LogDbSettings, RedisSettings):
+    """The api: the classifier and the outlier model, the log's stream, the feedback table."""
+
+    outlier_model_dir: Path = Path("data/models/iris-ocsvm")
+    """Folder of the outlier model (iris-ocsvm) scored beside the classifier."""
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """Fraction of predictions logged, chosen by request id (the same id always in or out)."""
+    redact_features: str = ""
+    """Comma-separated feature names logged as null (the model still sees them)."""
+    append_timeout_ms: float = Field(50.0, gt=0, le=10_000)
+    """Longest one append to the stream may take; past it the entries are spilled to stdout."""
+    log_batch: int = Field(500, ge=1, le=10_000)
+    """Most entries appended in one round trip."""
+    log_buffer: int = Field(10_000, ge=1, le=1_000_000)
+    """Entries waiting to be appended above which new ones are spilled at once."""
+    max_backlog: int = Field(1_000_000, ge=1)
+    """Stream length (entries the writer has not stored) above which entries are spilled
+    instead of appended: Redis memory stays bounded while the writer is down."""
+    feedback_max_bytes: int = Field(4096, ge=256, le=1 << 20)
+    """Largest POST /feedback body (413 above)."""
+    statement_timeout_ms: int = 2_000
+    connect_timeout_seconds: int = 2
+
+
+class ScoredPredictor(Wrapper):
+    """The classifier, with the outlier model loaded and verified beside it."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        super().__init__(OnnxPredictor(settings))
+        self.outlier = OnnxPredictor(
+            settings.model_copy(update={"model_dir": settings.outlier_model_dir})
+        )
+        self.redact_names = [n.strip() for n in settings.redact_features.split(",") if n.strip()]
+        self.redacted: list[int] = []
+
+    async def load(self) -> None:
+        await self.inner.load()
+        await self.outlier.load()
+        card = self.inner.card
+        unknown = sorted(set(self.redact_names) - set(card.feature_names))
+        if unknown:
+            raise ModelError(
+                f"MLSP_REDACT_FEATURES names {unknown}, not features of {card.name} "
+                f"({', '.join(card.feature_names)})"
+            )
+        self.redacted = [card.feature_names.index(n) for n in self.redact_names]
+
+    def not_ready(self) -> str | None:
+        return self.inner.not_ready() or self.outlier.not_ready()
+
+    async def outlier_scores(self, x: Batch, call: Call) -> list[float]:
+        out: Prediction = await self.outlier.predict(x, call)
+        return [float(s[0]) for s in out.scores]
+
+
+class Appender:
+    """The buffer between answered predictions and the stream (module docstring)."""
+
+    def __init__(self, stream: Any, settings: ApiSettings) -> None:
+        self.stream = stream
+        self.s = settings
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.wake = asyncio.Event()
+        self.backlog = 0
+        self.service = settings.service
+        self._static = {"level": "warning", "service": settings.service, "pattern": PATTERN}
+
+    def offer(self, row: dict[str, Any]) -> None:
+        """Queue one entry for the stream (never blocks, never raises)."""
+        if len(self.buffer) >= self.s.log_buffer:
+            self.spill([row], "buffer_full")
+            return
+        self.buffer.append(row)
+        self.wake.set()
+
+    def spill(self, rows: list[dict[str, Any]], reason: str) -> None:
+        """One `"spilled": true` JSON line per row on stdout (the row kept, counted)."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        head = {"ts": now, **self._static, "event": "prediction log spilled"}
+        try:
+            out = sys.stdout.buffer
+            for row in rows:
+                entry = {**head, "spilled": True, "reason": reason, "row": row}
+                out.write(orjson.dumps(entry) + b"\n")
+            sys.stdout.flush()
+            out.flush()
+        except (OSError, ValueError):  # stdout closed or broken: the one way to lose entries
+            record.DROPPED.labels(self.service).inc(len(rows))
+            return
+        record.SPILLED.labels(self.service, reason).inc(len(rows))
+
+    async def flush_once(self) -> None:
+        batch = [self.buffer.popleft() for _ in range(min(len(self.buffer), self.s.log_batch))]
+        if not batch:
+            return
+        if self.backlog >= self.s.max_backlog:
+            self.spill(batch, "backlog_full")
+            with contextlib.suppress(*redis_client.OUTAGE, RedisError, OSError):
+                self.backlog = int(
+                    await asyncio.wait_for(self.stream.client.xlen(self.stream.key), 0.05)
+                )
+            return
+        payloads = [orjson.dumps(row) for row in batch]
+        try:
+            await self.stream.append_many(record.FIELD, payloads, self.s.append_timeout_ms / 1000)
+            self.backlog = int(
+                await asyncio.wait_for(
+                    self.stream.client.xlen(self.stream.key), self.s.append_timeout_ms / 1000
+                )
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            self.spill(batch, "redis_unavailable")
+            log.debug("append failed", extra={"error": repr(exc)[:200]})
+            return
+        record.APPENDED.labels(self.service).inc(len(batch))
+
+    async def run(self, stopping: Any) -> None:
+        """Append until `stopping()`, then once more: what is left is appended or spilled."""
+        while not stopping():
+            self.wake.clear()
+            if not self.buffer:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 0.2)
+                continue
+            await self.flush_once()
+        while self.buffer:
+            await self.flush_once()
+
+
+def entry(
+    rid: str,
+    card: ModelCard,
+    rows: list[list[float]],
+    preds: list[dict[str, Any]],
+    scores: list[float],
+    latency_ms: float,
+    predictor: ScoredPredictor,
+    rate: float,
+) -> dict[str, Any]:
+    """The log row of one answered request (serving/predlog.py's columns)."""
+    run = getattr(card, "mlflow_run_id", None)
+    return {
+        "request_id": rid,
+        "ts": time.time(),
+        "model_name": card.name,
+        "model_version": card.version,
+        "training_run": run if isinstance(run, str) and run else None,
+        "input": record.redact(rows, predictor.redacted),
+        "output": preds,
+        "latency_ms": round(latency_ms, 3),
+        "outlier_score": min(scores) if scores else None,
+        "sample_rate": rate,
+    }
+
+
+def logged_predict(predictor: ScoredPredictor, appender: Appender) -> Any:
+    """POST /predict: the shared API's answer plus each row's outlier score; then the entry."""
+
+    def make(state: ServiceState) -> FastHandler:
+        s = state.settings
+        rate = appender.s.sample_rate
+
+        async def handle(body: bytes, rid: str, log_extra: dict[str, Any]) -> FastResult:
+            started = time.perf_counter()
+            state.ready()
+            card = predictor.card
+            rows = parse_instances(body)
+            x = to_matrix(rows, card.n_features, s.max_batch)
+            call = Call(rid, log_extra)
+            out = await predictor.predict(x, call)
+            scores = await predictor.outlier_scores(x, call)
+            answer_body = prediction_body(rid, card, out)
+            preds = answer_body["predictions"]
+            for pred, score in zip(preds, scores, strict=True):
+                pred["outlier_score"] = score
+                pred["outlier"] = score < 0
+            result = answer(call, card.version, answer_body)
+            if record.sampled(rid, rate):
+                latency = (time.perf_counter() - started) * 1000
+                appender.offer(entry(rid, card, rows, preds, scores, latency, predictor, rate))
+            else:
+                record.SAMPLED_OUT.labels(appender.service).inc()
+            return result
+
+        return handle
+
+    return make
+
+
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
+
+
+class FeedbackIn(BaseModel):
+    """An outcome observed after the fact, for a request the api answered."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"request_id": "6b5cceb8-2bc0-4cac-8dc0-14dcd4624645", "outcome": "setosa"}
+            ]
+        },
+    )
+
+    request_id: Id
+    """The answered request's X-Request-ID."""
+    outcome: Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+    """What actually happened (a label, a value as text)."""
+
+
+FEEDBACK = TypeAdapter(FeedbackIn)
+SAVE = (
+    "INSERT INTO feedback (request_id, outcome, ts) VALUES (%s, %s, %s)"
+    " ON CONFLICT (request_id) DO NOTHING"
+)
+STORED = "SELECT outcome FROM feedback WHERE request_id = %s"
+JOINED = "SELECT 1 FROM prediction_log WHERE request_id = %s"
+
+
+def save_feedback(db: Db, fb: FeedbackIn, schema: list[bool]) -> tuple[str, bool, bool]:
+    """(the stored outcome, whether this call stored it, whether the prediction is logged).
+    `schema` is [True] once this process created the tables."""
+    if not schema[0]:
+        db.create_schema(SCHEMA)
+        schema[0] = True
+    db.begin()
+    try:
+        created = db.execute(SAVE, (fb.request_id, fb.outcome, time.time())).rowcount == 1
+        stored = db.execute(STORED, (fb.request_id,)).fetchone()[0]
+        joined = db.execute(JOINED, (fb.request_id,)).fetchone() is not None
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return str(stored), created, joined
+
+
+def build(settings: ApiSettings) -> FastAPI:
+    client = redis_client.connect(
+        settings.redis_url,
+        connect_timeout=settings.append_timeout_ms / 1000,
+        timeout=max(settings.append_timeout_ms / 1000, 0.05),
+        max_connections=4,
+    )
+    from serving.stream import LogStream
+
+    appender = Appender(LogStream(client, PATTERN), settings)
+    predictor = ScoredPredictor(settings)
+    store = Store(settings, service=settings.service)
+    schema = [False]
+
+    def extend(app: FastAPI, state: ServiceState) -> None:
+        app.state.appender = appender
+
+        async def append() -> None:
+            try:
+                await appender.run(lambda: state.draining)
+            finally:
+                await client.aclose()
+
+        state.background.append(append)
+
+        @app.post(
+            "/feedback",
+            status_code=202,
+            tags=["feedback"],
+            summary="Record the outcome of an answered request, once per request id",
+            responses={k: v for k, v in ERRORS.items() if k in (400, 413, 415, 422, 503)},
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": FeedbackIn.model_json_schema()}},
+                }
+            },
+        )
+        async def feedback(request: Request) -> Response:
+            body = await read_body(request, settings.feedback_max_bytes)
+            try:
+                fb = FEEDBACK.validate_json(body)
+            except ValidationError as exc:
+                raise invalid_from_pydantic(exc) from None
+            stored, created, joined = await store.run(lambda db: save_feedback(db, fb, schema))
+            if stored != fb.outcome:
+                raise InvalidInput(
+                    [("outcome", f"request {fb.request_id} already has the outcome {stored!r}")]
+                )
+            return json_response(
+                {
+                    "request_id": fb.request_id,
+                    "outcome": stored,
+                    "joined": joined,
+                    "replayed": not created,
+                },
+                202,
+            )
+
+    return create_app(
+        settings, extend=extend, predictor=predictor, predict=logged_predict(predictor, appender)
+    )
+
+
+if __name__ == "__main__":
+    from serving.server import serve_pattern
+
+    sys.exit(serve_pattern(PATTERN, ApiSettings, build))
