@@ -26,7 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Dependency = Literal["redis", "postgres", "mlflow"]
+Dependency = Literal["redis", "postgres", "mlflow", "alertmanager", "prometheus"]
+"""What a local run starts before the processes (patterns/runner.py ENSURE); Prometheus and
+Alertmanager are local stand-ins for a cluster's monitoring stack (patterns/alerting.py)."""
 KubeKind = Literal["Deployment", "Job", "CronJob"]
 ClientMode = Literal["predict", "job", "sync_async", "images", "requests", "get"]
 Verdict = tuple[bool, str]

@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,15 +51,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from patterns import alerting
 from patterns.declare import Pattern, Process
+from patterns.procs import RunnerError, answers, free_port, port_open
+from patterns.procs import tail as _tail
+from patterns.procs import wait_ready as _wait
 from patterns.supervisor import Restart, Stack, describe_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 _TEMPLATE = re.compile(r"\{(\w+)(?::([\w.-]+))?\}")
-
-
-class RunnerError(RuntimeError):
-    """The pattern cannot be started; the message says why and what to do."""
 
 
 def pattern_ids() -> list[str]:
@@ -89,50 +88,6 @@ def load(name: str) -> Pattern:
             f"unknown pattern {name!r}; known: {', '.join(pattern_ids())} (aliases: {known})"
         )
     return _declared(pid)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def answers(url: str) -> bool:
-    """True when GET `url` answers 200 within a second."""
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _tail(log: Path | None) -> str:
-    return log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-
-
-def _wait(
-    check: object,
-    what: str,
-    timeout: float,
-    proc: subprocess.Popen[bytes] | None,
-    log: Path | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RunnerError(f"{what} exited with code {proc.returncode}\n{_tail(log)}")
-        time.sleep(0.1)
-    raise RunnerError(f"{what} not ready after {timeout:.0f} s\n{_tail(log)}")
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -218,10 +173,13 @@ def ensure_mlflow(stack: Stack, data_dir: Path) -> str:
     return url
 
 
-ENSURE: dict[str, Callable[[Stack, Path], str]] = {
-    "redis": lambda stack, _data: ensure_redis(stack),
-    "postgres": lambda stack, _data: ensure_postgres(stack),
-    "mlflow": ensure_mlflow,
+ENSURE: dict[str, Callable[[Stack, Path, alerting.Context], str]] = {
+    "redis": lambda stack, _data, _ctx: ensure_redis(stack),
+    "postgres": lambda stack, _data, _ctx: ensure_postgres(stack),
+    "mlflow": lambda stack, data, _ctx: ensure_mlflow(stack, data),
+    # started in this order when a pattern needs both: Prometheus notifies the Alertmanager
+    "alertmanager": alerting.ensure_alertmanager,
+    "prometheus": alerting.ensure_prometheus,
 }
 
 
@@ -378,8 +336,10 @@ def start_pattern(
     stack = Stack(workdir, ROOT, say=say or (lambda message: None), label=f"{pattern.id}/")
     try:
         ports = assign_ports(pattern, first_port)
-        deps: dict[str, str] = {dep: ENSURE[dep](stack, data_dir) for dep in pattern.needs}
         urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+        deps: dict[str, str] = {}
+        for dep in sorted(pattern.needs, key=list(ENSURE).index):
+            deps[dep] = ENSURE[dep](stack, data_dir, alerting.Context(pattern.id, urls, deps))
         logs: dict[str, Path] = {}
         if run_dir is not None:
             stack.supervise(run_dir)
