@@ -62,6 +62,7 @@ from serving.settings import RedisSettings, ServingSettings
 from serving.state import ServiceState
 
 log = logging.getLogger("prediction_log")
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 class ApiSettings(ServingSettings, LogDbSettings, RedisSettings):
@@ -147,7 +148,7 @@ class Appender:
             out = sys.stdout.buffer
             for row in rows:
                 entry = {**head, "spilled": True, "reason": reason, "row": row}
-                out.write(orjson.dumps(entry) + b"\n")
+                out.write(orjson.dumps(entry, option=NUMPY, default=str) + b"\n")
             sys.stdout.flush()
             out.flush()
         except (OSError, ValueError):  # stdout closed or broken: the one way to lose entries
@@ -166,7 +167,12 @@ class Appender:
                     await asyncio.wait_for(self.stream.client.xlen(self.stream.key), 0.05)
                 )
             return
-        payloads = [orjson.dumps(row) for row in batch]
+        try:
+            payloads = [orjson.dumps(row, option=NUMPY) for row in batch]
+        except TypeError:  # a bug in building the row: the line keeps it (default=str)
+            log.exception("log entry not encodable")
+            self.spill(batch, "unencodable")
+            return
         try:
             await self.stream.append_many(record.FIELD, payloads, self.s.append_timeout_ms / 1000)
             self.backlog = int(

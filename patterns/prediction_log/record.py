@@ -34,7 +34,7 @@ APPENDED = Counter(
 SPILLED = Counter(
     "mlsp_predlog_spilled",
     'Log entries written to stdout instead (`"spilled": true` lines), by reason: '
-    "redis_unavailable, backlog_full, buffer_full, shutdown.",
+    "redis_unavailable, backlog_full, buffer_full, unencodable.",
     ["service", "reason"],
 )
 DROPPED = Counter(

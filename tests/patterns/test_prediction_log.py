@@ -185,7 +185,8 @@ def test_every_request_stored_once_through_a_kill_9_mid_batch(
             assert r.xlen(DEAD) == 0
     stored = count(
         pg_url,
-        f"SELECT output, outlier_score, training_run FROM prediction_log WHERE request_id = '{ids[0]}'",
+        "SELECT output, outlier_score, training_run FROM prediction_log"
+        f" WHERE request_id = '{ids[0]}'",
     )
     out = json.loads(stored[0])
     assert out[0]["label"] == bodies[0]["predictions"][0]["label"]
@@ -202,45 +203,42 @@ def test_redis_down_or_frozen_never_fails_a_prediction(data_dir: Path, tmp_path:
     log = tmp_path / "api.log"
     db = f"sqlite:///{tmp_path}/log.db"
     try:
-        with process("patterns.prediction_log.api", api_env(data_dir, server.url, db), log) as (
-            _,
-            api,
-        ):
-            with httpx.Client(timeout=10) as client:
-                predict(client, api, "before-outage")
-                wait_until(
-                    lambda: metric(api, "mlsp_predlog_appended_total", service="predlog-api") == 1,
-                    "appended",
+        env = api_env(data_dir, server.url, db)
+        with process("patterns.prediction_log.api", env, log) as (_, api), httpx.Client() as client:
+            predict(client, api, "before-outage")
+            wait_until(
+                lambda: metric(api, "mlsp_predlog_appended_total", service="predlog-api") == 1,
+                "appended",
+            )
+            server.pause()
+            frozen = [f"frozen-{i}" for i in range(20)]
+            for rid in frozen:
+                predict(client, api, rid)
+            assert client.get(f"{api}/readyz").status_code == 200
+            server.resume()
+            server.stop()
+            gone = [f"gone-{i}" for i in range(30)]
+            for rid in gone:
+                body = predict(client, api, rid, ROWS)
+                assert len(body["predictions"]) == 3
+            assert client.get(f"{api}/readyz").status_code == 200
+
+            def total() -> float:
+                return sum(
+                    metric(api, "mlsp_predlog_spilled_total", service="predlog-api", reason=why)
+                    for why in ("redis_unavailable", "buffer_full", "backlog_full")
                 )
-                server.pause()
-                frozen = [f"frozen-{i}" for i in range(20)]
-                for rid in frozen:
-                    predict(client, api, rid)
-                assert client.get(f"{api}/readyz").status_code == 200
-                server.resume()
-                server.stop()
-                gone = [f"gone-{i}" for i in range(30)]
-                for rid in gone:
-                    body = predict(client, api, rid, ROWS)
-                    assert len(body["predictions"]) == 3
-                assert client.get(f"{api}/readyz").status_code == 200
 
-                def total() -> float:
-                    return sum(
-                        metric(api, "mlsp_predlog_spilled_total", service="predlog-api", reason=why)
-                        for why in ("redis_unavailable", "buffer_full", "backlog_full")
-                    )
-
-                wait_until(lambda: total() >= 30, "spilled counted")
-                lines = spilled(log)
-                ids = {line["row"]["request_id"] for line in lines}
-                assert set(gone) <= ids
-                assert len(lines) == total()
-                assert metric(api, "mlsp_predlog_dropped_total", service="predlog-api") == 0
-                # a spilled line carries the whole row, as the writer would have stored it
-                one = next(line for line in lines if line["row"]["request_id"] == gone[0])
-                assert one["row"]["input"] == ROWS
-                record.ROW_ADAPTER.validate_python(one["row"])
+            wait_until(lambda: total() >= 30, "spilled counted")
+            lines = spilled(log)
+            ids = {line["row"]["request_id"] for line in lines}
+            assert set(gone) <= ids
+            assert len(lines) == total()
+            assert metric(api, "mlsp_predlog_dropped_total", service="predlog-api") == 0
+            # a spilled line carries the whole row, as the writer would have stored it
+            one = next(line for line in lines if line["row"]["request_id"] == gone[0])
+            assert one["row"]["input"] == ROWS
+            record.ROW_ADAPTER.validate_python(one["row"])
     finally:
         server.stop()
 
