@@ -7,6 +7,7 @@ python -m kube play P [P ...]        build P's images, check and run P under pod
 python -m kube deploy P              kind or minikube: build, load, apply, wait
 python -m kube undeploy P            delete what deploy applied (not the namespace)
 python -m kube verify                the container tier of CI (make verify)
+python -m kube rules                 write the PrometheusRule component from the alert rules
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from kube import deploy, images, manifests, play, verify
+from kube import deploy, images, manifests, monitoring, play, verify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("render", "deploy", "undeploy"):
         sub.add_parser(name).add_argument("pattern")
     sub.add_parser("verify", add_help=False, help="options: python -m kube verify --help")
+    sub.add_parser("rules")
     return parser
 
 
@@ -84,6 +86,11 @@ def _undeploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(_args: argparse.Namespace) -> int:
+    print(f"wrote {monitoring.write_rules().relative_to(manifests.ROOT)}")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "build": _build,
     "check": _check,
@@ -91,6 +98,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": _render,
     "deploy": _deploy,
     "undeploy": _undeploy,
+    "rules": _rules,
 }
 
 

@@ -26,7 +26,7 @@ import yaml
 
 from kube import images as img
 from kube import manifests
-from patterns.runner import free_port
+from patterns.procs import free_port
 
 Cluster = Literal["kind", "minikube"]
 NS = manifests.NAMESPACE

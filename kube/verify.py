@@ -27,7 +27,7 @@ import httpx
 from kube import images as img
 from kube import lint, manifests, play
 from kube.report import Checks, podman
-from patterns.runner import answers, free_port
+from patterns.procs import answers, free_port
 
 ROOT = img.ROOT
 SERVING_BUDGET_BYTES = 250_000_000

@@ -7,7 +7,8 @@ rules as a ConfigMap and as an optional PrometheusRule, see docs/kubernetes.md).
 - alertmanager: one route to a webhook, `python -m patterns.alert_receiver` (started here
   too), which keeps every notification it gets (GET /alerts) and logs it as a JSON line.
 - prometheus: scrapes /metrics of every process of the pattern that serves HTTP (job
-  `mlsp`, label `process`), evaluates the pattern's `alerts.yaml` and sends alerts to the
+  `mlsp`, label `process`), evaluates the pattern's alert rules
+  (manifests/patterns/<id>/alerts.yaml) and sends alerts to the
   run's Alertmanager.
 
 Intervals come from the environment so a test can make the loop take seconds:
@@ -52,7 +53,9 @@ def binary(name: str, package: str) -> str:
 
 
 def rules_file(pattern: str) -> Path | None:
-    path = ROOT / "patterns" / pattern / "alerts.yaml"
+    """The pattern's alert rules: the file its overlay makes a ConfigMap of (kustomize reads
+    files only from under the overlay, so that is where the one copy lives)."""
+    path = ROOT / "manifests" / "patterns" / pattern / "alerts.yaml"
     return path if path.is_file() else None
 
 

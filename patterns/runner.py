@@ -53,7 +53,12 @@ import httpx
 
 from patterns import alerting
 from patterns.declare import Pattern, Process
-from patterns.procs import RunnerError, answers, free_port, port_open
+
+# re-exported: tests, benchmarks and the examples import these from the runner
+from patterns.procs import RunnerError as RunnerError
+from patterns.procs import answers as answers
+from patterns.procs import free_port as free_port
+from patterns.procs import port_open as port_open
 from patterns.procs import tail as _tail
 from patterns.procs import wait_ready as _wait
 from patterns.supervisor import Restart, Stack, describe_exit

@@ -18,7 +18,7 @@ from patterns import alerting
 from patterns.supervisor import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "patterns" / "prediction_monitoring" / "alerts.yaml"
+RULES = ROOT / "manifests" / "patterns" / "prediction_monitoring" / "alerts.yaml"
 RULE_TESTS = RULES.with_name("alerts_test.yaml")
 PROMTOOL = shutil.which("promtool")
 
