@@ -156,6 +156,14 @@ PATTERN_IMAGES = {
     ),
     "prediction_cache": ("serving", "redis", "model-in-image"),
     "data_cache": ("serving", "batch", "redis", "postgres", "batch:digits-lr"),
+    "prediction_log": (
+        "serving",
+        "batch",
+        "redis",
+        "postgres",
+        "batch:iris-svc",
+        "model-in-image:iris-ocsvm",
+    ),
 }
 """Images an overlay needs; patterns not listed need only `serving`."""
 
