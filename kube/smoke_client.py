@@ -14,6 +14,7 @@ image has it).
     images URL ROWS             POST /predict/image: each row (an 8x8 digit) as a 64x64 PNG
     requests URL STEPS          POST each {path, json, expect} in order: status, X-Cache, labels
     get URL PATH [EXPECTED]     GET PATH (30 s timeout); EXPECTED is echoed for the judge
+    post URL PATH JSON [EXPECTED]  POST the JSON body to PATH (30 s timeout), like get
     reach HOST PORT             what HOST resolves to and whether each address connects
 
 ROWS is a model card's path (its golden examples, as the model answered them at build time)
@@ -195,6 +196,16 @@ def get(base: str, args: list[str]) -> Answer:
     return out
 
 
+def post(base: str, args: list[str]) -> Answer:
+    started = time.time()
+    status, raw, _ = exchange("POST", base + args[0], args[1].encode(), timeout=30)
+    out: Answer = {"status": status, "body": body_of(raw)}
+    out["ms"] = round((time.time() - started) * 1000)
+    if len(args) > 2:
+        out["expected"] = args[2]
+    return out
+
+
 def reach(host: str, args: list[str]) -> Answer:
     port, seen = int(args[0]), []
     t = time.monotonic()
@@ -221,6 +232,7 @@ MODES: dict[str, Callable[[str, list[str]], Answer]] = {
     "images": images,
     "requests": requests,
     "get": get,
+    "post": post,
     "reach": reach,
 }
 

@@ -30,7 +30,7 @@ Dependency = Literal["redis", "postgres", "mlflow", "alertmanager", "prometheus"
 """What a local run starts before the processes (patterns/runner.py ENSURE); Prometheus and
 Alertmanager are local stand-ins for a cluster's monitoring stack (patterns/alerting.py)."""
 KubeKind = Literal["Deployment", "Job", "CronJob"]
-ClientMode = Literal["predict", "job", "sync_async", "images", "requests", "get"]
+ClientMode = Literal["predict", "job", "sync_async", "images", "requests", "get", "post"]
 Verdict = tuple[bool, str]
 """Whether a smoke check passed, and what to print about it."""
 
@@ -67,7 +67,8 @@ class Call:
     mode: ClientMode
     """What the client does (kube/smoke_client.py): predict (POST /predict), job (POST /jobs,
     poll the ticket), sync_async (POST /predict, poll its final_url), images (POST
-    /predict/image, one PNG per row), requests (POST each {path, json}), get (GET a path)."""
+    /predict/image, one PNG per row), requests (POST each {path, json}), get (GET a path),
+    post (POST a JSON body to a path)."""
     args: tuple[str, ...]
     """The client's arguments after the Service URL. Templates: {card:PROC} the model card
     (golden examples) in PROC's image, and the client then runs in that image; {env:PROC:VAR}

@@ -15,6 +15,7 @@ log writer would insert, for the monitor's tests and benchmark.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -135,18 +136,53 @@ def run(
     return {"requests": sent, "seconds": round(elapsed, 3), "statuses": dict(statuses)}
 
 
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"MLSP_TRAFFIC_{name}", default)
+
+
+def wait_ready(url: str, seconds: float) -> bool:
+    """Wait (bounded) for the api's /readyz: as a Job the generator may start first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Options default to MLSP_TRAFFIC_<OPTION> (URL, COUNT, SECONDS, RATE, BATCH, DRIFT as
+    a comma list, SEED) and MLSP_MODEL_DIR: how the pattern runs it as a process (a Job)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="base URL of the api")
-    parser.add_argument("--model-dir", type=Path, default=Path("data/models/iris-svc"))
-    parser.add_argument("--count", type=int, default=500, help=f"requests (1..{MAX_COUNT})")
-    parser.add_argument("--seconds", type=float, default=60.0, help=f"at most (<= {MAX_SECONDS})")
+    url = _env("URL", "http://127.0.0.1:8000")
+    parser.add_argument("--url", default=url, help="base URL of the api")
+    model = os.environ.get("MLSP_MODEL_DIR", "data/models/iris-svc")
+    parser.add_argument("--model-dir", type=Path, default=Path(model))
+    count = int(_env("COUNT", "500") or 500)
+    parser.add_argument("--count", type=int, default=count, help=f"requests (1..{MAX_COUNT})")
+    seconds = float(_env("SECONDS", "60") or 60)
     parser.add_argument(
-        "--rate", type=float, default=None, help="requests per second (unset: flat out)"
+        "--seconds", type=float, default=seconds, help=f"at most (<= {MAX_SECONDS})"
     )
-    parser.add_argument("--batch", type=int, default=1, help=f"rows per request (1..{MAX_BATCH})")
-    parser.add_argument("--drift", action="append", default=[], metavar="FEATURE=+DELTA")
-    parser.add_argument("--seed", type=int, default=0)
+    rate = _env("RATE", None)
+    parser.add_argument(
+        "--rate", type=float, default=float(rate) if rate else None,
+        help="requests per second (unset: flat out)",
+    )  # fmt: skip
+    batch = int(_env("BATCH", "1") or 1)
+    parser.add_argument(
+        "--batch", type=int, default=batch, help=f"rows per request (1..{MAX_BATCH})"
+    )
+    drift = [d for d in (_env("DRIFT", "") or "").split(",") if d]
+    parser.add_argument("--drift", action="append", default=drift, metavar="FEATURE=+DELTA")
+    parser.add_argument("--seed", type=int, default=int(_env("SEED", "0") or 0))
+    parser.add_argument(
+        "--wait", type=float, default=float(_env("WAIT_SECONDS", "0") or 0),
+        help="first wait up to this long for the api's /readyz",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be 1..{MAX_COUNT}")
@@ -161,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         shifts = parse_drift(args.drift, card)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.wait and not wait_ready(args.url, min(args.wait, 600.0)):
+        print(orjson.dumps({"error": f"{args.url}/readyz not 200 after {args.wait} s"}).decode())
+        return 1
     rows = sample_rows(card, args.count * args.batch, shifts, np.random.default_rng(args.seed))
     summary = run(args.url, rows, batch=args.batch, seconds=args.seconds, rate=args.rate)
     print(orjson.dumps(summary).decode())

@@ -1,0 +1,82 @@
+"""Process declaration of prediction_monitoring (see patterns/declare.py).
+
+prediction_log's processes (the api that logs every prediction, the log writer, the retention
+step) plus the monitor, which reads the log's window and compares it with the training data,
+and a bounded traffic generator (a Job: in-distribution rows of the card's reference sample).
+A local run also starts Prometheus, which scrapes every process and evaluates the overlay's
+alert rules, and Alertmanager with a webhook receiver (patterns/alerting.py); on Kubernetes the
+cluster's own monitoring stack plays those parts.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from patterns import smoke
+from patterns.declare import Call, Pattern, Process, Smoke, Verdict
+from patterns.prediction_log.pattern import DATABASE
+from patterns.prediction_log.pattern import PATTERN as LOG
+
+TRAFFIC_COUNT = "400"
+
+
+def in_distribution(out: Mapping[str, Any]) -> Verdict:
+    """POST /drift/run after the traffic Job: the window holds its instances, and the verdict
+    on rows drawn from the training sample is not critical on any feature."""
+    body = smoke.mapping(smoke.mapping(out.get("body")).get("result"))
+    features = [smoke.mapping(f) for f in body.get("features") or []]
+    psi = {f.get("name"): f.get("psi") for f in features}
+    ok = (
+        out.get("status") == 200
+        and int(body.get("instances") or 0) >= int(out.get("expected") or 1)
+        and body.get("verdict") in {"ok", "warning"}
+        and all(isinstance(v, float) and v < 0.25 for v in psi.values())
+        and len(psi) == 4
+    )
+    return ok, f"verdict {body.get('verdict')}, {body.get('instances')} instances, PSI {psi}"
+
+
+PATTERN = Pattern(
+    id="prediction_monitoring",
+    summary="Drift of the logged predictions against training, as gauges, alerts and a report",
+    processes=(
+        *LOG.processes,
+        Process(
+            "monitor",
+            "patterns.prediction_monitoring.monitor",
+            env={
+                "MLSP_SERVICE": "drift-monitor",
+                "MLSP_DATABASE_URL": DATABASE,
+                "MLSP_MODEL_DIR": "{model:iris-svc}",
+            },
+        ),
+        Process(
+            "traffic",
+            "patterns.prediction_monitoring.traffic",
+            env={
+                "MLSP_TRAFFIC_URL": "{url:api}",
+                "MLSP_MODEL_DIR": "{model:iris-svc}",
+                "MLSP_TRAFFIC_COUNT": TRAFFIC_COUNT,
+                "MLSP_TRAFFIC_RATE": "50",
+                "MLSP_TRAFFIC_WAIT_SECONDS": "120",
+            },
+            port=None,
+            kube_kind="Job",
+        ),
+    ),
+    needs=("redis", "alertmanager", "prometheus"),
+    models=("iris-svc", "iris-ocsvm"),
+    aliases=("monitoring",),
+    entry="monitor",
+    smoke=Smoke(
+        calls=(
+            Call(
+                "post",
+                ("/drift/run", "{}", "{env:traffic:MLSP_TRAFFIC_COUNT}"),
+                in_distribution,
+                "POST /drift/run after {env:traffic:MLSP_TRAFFIC_COUNT} in-distribution "
+                "requests: the window holds them, no feature drifted",
+                retries=3,
+            ),
+        )
+    ),
+)
