@@ -137,6 +137,7 @@ MODEL_IMAGES = {
     "model-in-image:iris-ovr-virginica": ModelImage("serving", "iris-ovr-virginica"),
     "batch:iris-svc": ModelImage("batch", "iris-svc", service="batch-score"),
     "batch:digits-lr": ModelImage("batch", "digits-lr", service="data-cache"),
+    "monitor:iris-svc": ModelImage("monitor", "iris-svc", service="drift-monitor"),
 }
 PATTERN_IMAGES = {
     "web_single": ("serving", "model-in-image"),
@@ -163,6 +164,16 @@ PATTERN_IMAGES = {
         "postgres",
         "batch:iris-svc",
         "model-in-image:iris-ocsvm",
+    ),
+    "prediction_monitoring": (
+        "serving",
+        "batch",
+        "monitor",
+        "redis",
+        "postgres",
+        "batch:iris-svc",
+        "model-in-image:iris-ocsvm",
+        "monitor:iris-svc",
     ),
 }
 """Images an overlay needs; patterns not listed need only `serving`."""

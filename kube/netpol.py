@@ -15,7 +15,8 @@ callers the pattern declares (patterns/<id>/pattern.py):
   its rendered env URLs name.
 
 The entry Service (the pattern's entry process, its Service named after the pattern) is what
-clients reach (an ingress controller, a port-forward): any source on its port. Every other
+clients reach (an ingress controller, a port-forward): any source on its port; so are the
+Services of the processes a pattern declares `public`. Every other
 Service admits exactly its declared callers, and every workload may reach exactly its declared
 callees and DNS: nothing else, from inside the namespace or outside it.
 """
@@ -192,6 +193,18 @@ def entry_service(pattern: Pattern) -> str:
     return pattern.id.replace("_", "-")
 
 
+def public_services(pattern: Pattern, docs: list[Doc]) -> set[str]:
+    """The entry Service, and the Services of the processes the pattern declares `public`
+    (clients reach them too: prediction_monitoring's api takes the predictions it watches)."""
+    public = {entry_service(pattern)}
+    for doc in docs:
+        if doc["kind"] in POD_OWNERS:
+            names = {c["name"] for _, c in containers(pod_spec(doc)[1])}
+            if names & set(pattern.public):
+                public.update(_service_of(docs, doc))
+    return public
+
+
 # --- the check -------------------------------------------------------------------------------
 
 
@@ -273,8 +286,9 @@ def network_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
         for peer, who in ((OUTSIDE, "another namespace"), (STRANGER, "an undeclared pod")):
             if _allows(policies, "Egress", pod, peer, 443):
                 errors.append(f"NetworkPolicy: {name} reaches {who} (egress)")
+    open_to_all = public_services(pattern, docs)
     for svc in (d for d in docs if d["kind"] == "Service"):
-        public = svc["metadata"]["name"] == entry_service(pattern)
+        public = svc["metadata"]["name"] in open_to_all
         for target, doc in workloads.items():
             if svc["metadata"]["name"] in _service_of(docs, doc):
                 errors += _service_errors(policies, svc, target, pods, calls, public)

@@ -117,6 +117,9 @@ class Pattern:
     entry: str | None = None
     """The process clients talk to (load tests, the printed URL); default: the first one
     that serves HTTP."""
+    public: tuple[str, ...] = ()
+    """Other processes clients reach from outside, like the entry (their Services admit any
+    source: kube/netpol.py), e.g. prediction_monitoring's api next to its monitor."""
     aliases: tuple[str, ...] = ()
     """Short names that work wherever a pattern is named (`make run PATTERN=async`); an
     alias exists only once its pattern does (the catalogue lists the planned ones)."""

@@ -67,6 +67,7 @@ PATTERN = Pattern(
     models=("iris-svc", "iris-ocsvm"),
     aliases=("monitoring",),
     entry="monitor",
+    public=("api",),  # clients send their predictions to it
     smoke=Smoke(
         calls=(
             Call(
