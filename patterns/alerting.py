@@ -18,6 +18,7 @@ MLSP_SCRAPE_INTERVAL (scrape and rule evaluation, default 5s) and MLSP_ALERT_GRO
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -25,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from patterns.procs import RunnerError, answers, free_port
 from patterns.procs import wait_ready as _wait
@@ -104,7 +103,7 @@ def _write(stack: Stack, name: str, config: dict[str, Any]) -> Path:
     folder = stack.workdir / name
     folder.mkdir(exist_ok=True)
     path = folder / f"{name}.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML: no YAML writer needed
     return path
 
 
