@@ -42,15 +42,15 @@ class LogStream:
         self.key = f"mlsp:{pattern}:{name}"
         self.dead = f"mlsp:{pattern}:dead"
 
-    async def append_many(self, field: str, values: Sequence[bytes], within: float) -> None:
-        """XADD one entry `{field: value}` per value, in one round trip, within `within`
-        seconds (TimeoutError past it; a Redis error as raised)."""
-        if not values:
-            return
+    async def append_many(self, entries: Sequence[Mapping[str, bytes | str]], within: float) -> int:
+        """XADD each entry (its fields), then XLEN, in one round trip, within `within` seconds
+        (TimeoutError past it; a Redis error as raised). Returns the stream's length."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for value in values:
-                pipe.xadd(self.key, {field: value})
-            await asyncio.wait_for(pipe.execute(), within)
+            for fields in entries:
+                pipe.xadd(self.key, dict(fields))  # type: ignore[arg-type]  # redis-py's Mapping is invariant
+            pipe.xlen(self.key)
+            replies = await asyncio.wait_for(pipe.execute(), within)
+        return int(replies[-1])
 
     async def setup(self, group: str) -> None:
         """Create the stream and the group (id 0: entries added before the group count)."""

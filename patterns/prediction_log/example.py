@@ -31,6 +31,12 @@ def feedback(request_id: str, outcome: str) -> str:
 
 COUNT = sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM prediction_log")
 PENDING = f"{REDIS} xpending mlsp:prediction_log:entries writers | head -1"
+HELD = (
+    f'echo "entries in the stream: $({REDIS} xlen mlsp:prediction_log:entries),'
+    f' delivered and not acknowledged: $({PENDING})"'
+)
+"""The api packs the rows of each 20 ms into one entry: how many entries 50 requests make
+depends on timing; the writer holds them all once the two numbers agree."""
 FIFTY = (
     "for i in $(seq 50); do "
     + curl_json(
@@ -50,6 +56,7 @@ PROCESS_ENV = {
 a dead writer's entries are taken over after 2 s idle, not 30."""
 
 VOLATILE = [
+    (re.compile(r"(stream: )\d+(, delivered and not acknowledged: )\d+"), r"\1<n>\2<n>"),
     (re.compile(r"/\S*/mlsp-prediction_log-\w+/"), "<run>/"),
     (re.compile(r'("?outlier_score"?[:,] ?)-?\d+\.\d+(e-?\d+)?'), r"\1<score>"),
     (re.compile(r"(\]', )-?\d+\.\d+"), r"\1<score>"),
@@ -97,17 +104,18 @@ def walk(w: Walkthrough) -> None:
     )
 
     w.section("failure")
-    w.note("kill -9 the writer while it holds a batch it has not stored (50 entries pending)")
+    w.note("kill -9 the writer while it holds a batch it has not stored (50 rows, packed by")
+    w.note("the api into a few stream entries, all delivered, none acknowledged)")
     w.sh(FIFTY)
-    w.until(PENDING, re.compile(r"\A50$", re.M))
+    w.until(HELD, re.compile(r"stream: ([1-9]\d*), delivered and not acknowledged: \1$", re.M))
     w.sh(COUNT, expect="[(1, 1)]")
     w.sh("make kill PATTERN=prediction_log PROCESS=log-writer", expect="killed")
     w.note("the restarted writer takes them over (XAUTOCLAIM after 2 s idle) and stores them")
     w.until(COUNT, "[(51, 51)]", within=40)
     w.until(PENDING, re.compile(r"\A0$", re.M))
     w.sh(
-        f"curl -s {WRITER}/metrics | grep -E '^mlsp_predlog_(reclaimed|rows_written)_total'",
-        expect="mlsp_predlog_reclaimed_total 50.0",
+        f"curl -s {WRITER}/metrics | grep -E '^mlsp_predlog_rows_written_total'",
+        expect='mlsp_predlog_rows_written_total{sink="table"} 50.0',
     )
     w.note("a malformed entry: dead-lettered with its reason, the stream keeps moving")
     w.sh(f"{REDIS} xadd mlsp:prediction_log:entries '*' row 'not json' > /dev/null")

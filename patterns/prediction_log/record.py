@@ -1,8 +1,10 @@
 """prediction_log, the log entry: what the api appends to the stream and the writer stores.
 
-An entry is one stream field, `row`: a JSON object with the columns of serving/predlog.py
-(`input` and `output` as JSON values, not text). `Row` validates it on the writer's side (an
-entry that does not validate is dead-lettered); `as_tuple` gives the INSERT's parameters.
+An entry's `rows` field is a JSON array of rows (the api appends what its buffer holds in one
+entry: one XADD per round trip, not one per prediction); `row` holds one. A row is a JSON
+object with the columns of serving/predlog.py (`input` and `output` as JSON values, not
+text). `Row` validates it on the writer's side (a row that does not validate is
+dead-lettered); `as_tuple` gives the INSERT's parameters.
 
 Sampling is by request id (`sampled`): the same id is always in or always out, whichever
 replica answers. Redaction (`redact`) writes null for the listed features in every logged row.
@@ -23,8 +25,12 @@ from serving.db import DbSettings
 from serving.predlog import COLUMNS
 
 PATTERN = "prediction_log"
+ROWS = "rows"
+"""The api's entries: a JSON array of rows (what its buffer held: one XADD, not one per row)."""
+COUNT = "n"
+"""How many rows `rows` holds (the writer sizes its batches by it)."""
 FIELD = "row"
-"""The stream entry's one field."""
+"""An entry of one row, a JSON object (a replay by hand; the writer reads both kinds)."""
 GROUP = "writers"
 """The writers' consumer group."""
 
@@ -134,3 +140,5 @@ class Row(BaseModel):
 
 
 ROW_ADAPTER: TypeAdapter[Row] = TypeAdapter(Row)
+ROWS_ADAPTER: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
+ROW_LIST: TypeAdapter[list[Row]] = TypeAdapter(list[Row])

@@ -149,9 +149,18 @@ def test_every_request_stored_once_through_a_kill_9_mid_batch(
             ids = [str(uuid.uuid4()) for _ in range(1000)]
             with httpx.Client(timeout=10) as client:
                 bodies = [predict(client, api, rid) for rid in ids[:300]]
+                # every row appended (packed in entries), every entry delivered, none acked
                 wait_until(
-                    lambda: r.xpending(STREAM, "writers")["pending"] == 300, "writer holds 300"
+                    lambda: (
+                        metric(api, "mlsp_predlog_appended_total", service="predlog-api") == 300
+                    ),
+                    "300 rows appended",
                 )
+                wait_until(
+                    lambda: r.xlen(STREAM) == r.xpending(STREAM, "writers")["pending"] > 0,
+                    "the writer holds every entry",
+                )
+                held = r.xlen(STREAM)
                 writer.send_signal(signal.SIGKILL)
                 writer.wait(10)
                 bodies += [predict(client, api, rid) for rid in ids[300:]]
@@ -164,7 +173,7 @@ def test_every_request_stored_once_through_a_kill_9_mid_batch(
             wait_until(lambda: count(pg_url)[0] >= 1000, "1000 rows stored")
             wait_until(lambda: r.xpending(STREAM, "writers")["pending"] == 0, "all acked")
             assert count(pg_url) == (1000, 1000)
-            assert metric(writer_url, "mlsp_predlog_reclaimed_total") == 300
+            assert metric(writer_url, "mlsp_predlog_reclaimed_total") == held
             # a batch replayed (a writer killed after its commit, before its ack): nothing twice
             db = Db(pg_url)
             old = db.execute(
@@ -418,6 +427,11 @@ def test_malformed_entries_are_dead_lettered_never_block(
     r.xadd(STREAM, {"row": json.dumps({**good_row("bad-type"), "ts": "yesterday"})})
     r.xadd(STREAM, {"row": json.dumps({**good_row("nul\x00"), "request_id": "nul\x00id"})})
     r.xadd(STREAM, {"row": json.dumps(good_row("ok-2"))})
+    # the api's packed entries: one bad row of an array is dead alone, the others stored
+    pack = [good_row("ok-3"), {**good_row("bad-in-pack"), "input": "x"}, good_row("ok-4")]
+    r.xadd(STREAM, {"rows": json.dumps(pack), "n": "3"})
+    r.xadd(STREAM, {"rows": json.dumps({"not": "an array"}), "n": "1"})
+    r.xadd(STREAM, {"rows": json.dumps([good_row("both")]), "row": json.dumps(good_row("both"))})
     settings = WriterSettings(
         redis_url=redis_server.url, database_url=db_url, batch_wait_seconds=0.1
     )
@@ -434,14 +448,17 @@ def test_malformed_entries_are_dead_lettered_never_block(
             writer.close()
             await client.aclose()
 
-    assert asyncio.run(go()) == 2
-    assert count(db_url) == (2, 2)
+    assert asyncio.run(go()) == 4
+    assert count(db_url) == (4, 4)
     assert r.xlen(STREAM) == 0
+    assert redis.Redis.from_url(redis_server.url).xpending(STREAM, "writers")["pending"] == 0
     dead = r.xrange(DEAD)
-    assert len(dead) == 4
+    assert len(dead) == 7
     errors = sorted(fields[b"error"].decode().split(":")[0] for _, fields in dead)
-    assert errors == ["malformed"] * 4
-    assert b"not json" in {f.get(b"row") for _, f in dead}
+    assert errors == ["malformed"] * 7
+    kept = {f.get(b"row") for _, f in dead}
+    assert b"not json" in kept
+    assert any(k and b"bad-in-pack" in k for k in kept)
 
 
 def test_stdout_sink_without_a_table(
