@@ -98,6 +98,7 @@ bench: ## web_single vs raw ASGI (wrk); async, batch, cache, fan-out, chain, ove
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m bench.run --seconds $(SECONDS)
 	$(PY) -m bench.patterns --seconds $(SECONDS)
+	$(PY) -m bench.prediction_log --seconds $(SECONDS)
 	$(PY) -m bench.composition --seconds $(SECONDS)
 	$(PY) -m bench.overload --seconds $(SECONDS)
 	$(PY) -m bench.monitoring
