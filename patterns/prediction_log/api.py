@@ -83,8 +83,8 @@ class ApiSettings(ServingSettings, LogDbSettings, RedisSettings):
     log_batch: int = Field(500, ge=1, le=10_000)
     """Most rows in one stream entry (one XADD: what was buffered since the last one)."""
     log_linger_ms: float = Field(20.0, ge=0, le=1000)
-    """How long the first buffered entry waits for others before they are appended together
-    (one round trip for all of them, instead of one per request)."""
+    """How often the buffer is appended to the stream: what arrived meanwhile goes in one
+    entry, one round trip (not one per request)."""
     log_buffer: int = Field(10_000, ge=1, le=1_000_000)
     """Entries waiting to be appended above which new ones are spilled at once."""
     max_backlog: int = Field(100_000, ge=1)
