@@ -57,6 +57,7 @@ SERVICES = {
     "prediction_cache": ["api"],
     "data_cache": ["api"],
     "batch_inference": ["api"],
+    "prediction_log": ["api", "log-writer"],
 }
 
 
