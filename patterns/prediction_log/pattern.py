@@ -45,5 +45,23 @@ PATTERN = Pattern(
     needs=("redis",),
     models=("iris-svc", "iris-ocsvm"),
     entry="api",
-    smoke=Smoke(calls=(smoke.predict(),)),
+    smoke=Smoke(
+        calls=(
+            smoke.predict(),
+            smoke.requests(
+                [
+                    {
+                        "path": "/feedback",
+                        "json": {"request_id": "smoke-1", "outcome": "setosa"},
+                        "expect": {"status": 202},
+                    },
+                    {
+                        "path": "/feedback",
+                        "json": {"request_id": "smoke-1"},
+                        "expect": {"status": 422},
+                    },
+                ]
+            ),
+        )
+    ),
 )
