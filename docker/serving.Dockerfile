@@ -26,10 +26,12 @@ RUN extras=""; for e in $EXTRAS; do extras="$extras --extra $e"; done; \
 # font renderer (images are opened as the sniffed PNG/JPEG only) are not used here. Debug
 # symbols of extension modules go, except in *.libs folders (auditwheel-patched ELF files must
 # not be stripped). Bytecode is written later, only for the modules a server imports.
+# scipy (the monitor image) imports numpy.f2py through `from numpy import *`: it stays there.
 RUN site=$(echo /opt/venv/lib/python3*/site-packages) \
+ && f2py="$site/numpy/f2py"; if [ -d "$site/scipy" ]; then f2py=""; fi \
  && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so.* "$site"/onnxruntime/tools \
            "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization \
-           "$site"/numpy/distutils "$site"/numpy/f2py "$site"/numpy/_core/include \
+           "$site"/numpy/distutils $f2py "$site"/numpy/_core/include \
            "$site"/PIL/_avif.* "$site"/pillow.libs/libavif-* \
            "$site"/PIL/_imagingft.* "$site"/pillow.libs/libfreetype-* "$site"/pillow.libs/libharfbuzz-* \
  && find "$site" -name '*.pyi' -delete \
