@@ -59,7 +59,7 @@ from serving import metrics
 from serving.errors import BadRequest, InvalidInput, NotFound, Unavailable
 from serving.http import backoff
 from serving.redis_client import OUTAGE
-from serving.settings import RedisSettings, ServingSettings
+from serving.settings import ConsumerSettings, RedisSettings, ServingSettings
 
 log = logging.getLogger("serving.queue")
 
@@ -67,7 +67,7 @@ GROUP = "workers"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 
 
-class QueueSettings(ServingSettings, RedisSettings):
+class QueueSettings(ServingSettings, RedisSettings, ConsumerSettings):
     """Settings of a queue API or worker (MLSP_*; book defaults where the book has one)."""
 
     visibility_timeout_seconds: float = Field(30.0, gt=0)
@@ -85,8 +85,6 @@ class QueueSettings(ServingSettings, RedisSettings):
     """How often a worker looks for entries whose worker died (XAUTOCLAIM)."""
     worker_batch: int = Field(32, ge=1, le=1024)
     """Jobs a worker reads at once (scored in one vectorised model call)."""
-    consumer: str = ""
-    """Consumer name in the group; default: the host (pod) name and pid."""
     consumer_idle_seconds: float = Field(600.0, gt=0)
     """A consumer of the group idle this long and holding no pending entry is removed (the names
     of workers that died; checked at every reclaim pass)."""

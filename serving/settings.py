@@ -59,6 +59,14 @@ class RedisSettings(MlspSettings):
     """Redis URL (`redis://host:port/db`); `make run` passes its own Redis's URL."""
 
 
+class ConsumerSettings(MlspSettings):
+    """A reader of a Redis Streams consumer group (the queue's workers, prediction_log's
+    writers)."""
+
+    consumer: str = ""
+    """Consumer name in the group; default: the host (pod) name and pid."""
+
+
 class RandomSeed(MlspSettings):
     seed: int = 0
     """Seed of every random choice (train/test split, estimators, generated data)."""

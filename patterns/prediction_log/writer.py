@@ -46,7 +46,7 @@ from serving.db import Db
 from serving.http import backoff
 from serving.predlog import COLUMNS, INSERT, SCHEMA
 from serving.queue import default_consumer
-from serving.settings import RedisSettings, ServingSettings
+from serving.settings import ConsumerSettings, RedisSettings, ServingSettings
 from serving.state import ServiceState
 from serving.stream import Entry, LogStream
 
@@ -54,7 +54,7 @@ log = logging.getLogger("prediction_log")
 SINKS = ("table", "stdout")
 
 
-class WriterSettings(ServingSettings, LogDbSettings, RedisSettings):
+class WriterSettings(ServingSettings, LogDbSettings, RedisSettings, ConsumerSettings):
     """The log-writer: batches from the stream into the sinks."""
 
     batch_rows: int = Field(500, ge=1, le=10_000)
@@ -68,8 +68,6 @@ class WriterSettings(ServingSettings, LogDbSettings, RedisSettings):
     """How often the writer looks for such entries."""
     sinks: str = "table"
     """Comma-separated sinks every batch goes to: table, stdout."""
-    consumer: str = ""
-    """Consumer name in the group; default: the host (pod) name and pid."""
 
     @field_validator("sinks")
     @classmethod
