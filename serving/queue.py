@@ -85,9 +85,6 @@ class QueueSettings(ServingSettings, RedisSettings, ConsumerSettings):
     """How often a worker looks for entries whose worker died (XAUTOCLAIM)."""
     worker_batch: int = Field(32, ge=1, le=1024)
     """Jobs a worker reads at once (scored in one vectorised model call)."""
-    consumer_idle_seconds: float = Field(600.0, gt=0)
-    """A consumer of the group idle this long and holding no pending entry is removed (the names
-    of workers that died; checked at every reclaim pass)."""
     idempotency_key_max: int = 200
     """Longest Idempotency-Key header accepted, in characters (400 above)."""
 
@@ -134,7 +131,7 @@ return 1
 
 # KEYS: stream. ARGV: group, consumer. Removes the consumer only when it holds no pending
 # entry: deleting one that does would orphan its entries (never reclaimed). Returns -1 if kept.
-_PRUNE = """
+PRUNE = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return -1 end
 return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 """
@@ -249,6 +246,22 @@ def job_view(job_id: str, raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return out
 
 
+async def prune_idle(
+    script: Any, stream: str, group: str, consumers: Any, keep: str, idle_ms: float
+) -> list[str]:
+    """Of `consumers` (XINFO CONSUMERS), remove those idle past `idle_ms` holding no pending
+    entry, except `keep`, each with the check-and-delete script PRUNE (registered as `script`).
+    Returns their names. The queue's workers and prediction_log's writers (serving/stream.py)."""
+    removed = []
+    for c in consumers:
+        name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+        if name == keep or int(c["pending"]) or int(c["idle"]) < idle_ms:
+            continue
+        if await script(keys=[stream], args=[group, name]) == 0:
+            removed.append(name)
+    return removed
+
+
 def missing_group(exc: rexc.ResponseError) -> bool:
     """The group is gone (NOGROUP), or the stream was deleted under a blocked read."""
     return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
@@ -269,7 +282,7 @@ class JobQueue:
         self._begin = self.client.register_script(_BEGIN)
         self._finish = self.client.register_script(_FINISH)
         self._note = self.client.register_script(_NOTE)
-        self._prune = self.client.register_script(_PRUNE)
+        self._prune = self.client.register_script(PRUNE)
 
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -406,13 +419,7 @@ class JobQueue:
         consumers: Any = await self._in_group(
             lambda: self.client.xinfo_consumers(self.stream, GROUP)
         )
-        removed = []
-        for c in consumers:
-            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
-            if name == keep or int(c["pending"]) or int(c["idle"]) < idle_ms:
-                continue
-            if await self._prune(keys=[self.stream], args=[GROUP, name]) == 0:
-                removed.append(name)
+        removed = await prune_idle(self._prune, self.stream, GROUP, consumers, keep, idle_ms)
         if removed:
             log.info("idle consumers removed", extra={"consumers": removed[:20]})
         return removed

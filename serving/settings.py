@@ -65,6 +65,9 @@ class ConsumerSettings(MlspSettings):
 
     consumer: str = ""
     """Consumer name in the group; default: the host (pod) name and pid."""
+    consumer_idle_seconds: float = Field(600.0, gt=0)
+    """A consumer of the group idle this long and holding no pending entry is removed (the names
+    of workers that died; checked at every reclaim pass)."""
 
 
 class RandomSeed(MlspSettings):

@@ -12,8 +12,9 @@ consumer names (`default_consumer`).
   timeout and the caller decides what to do with the entries (prediction_log spills them to
   stdout). A timeout may still have written some of them: readers must be idempotent.
 - `read` (XREADGROUP), `claim` (XAUTOCLAIM of entries idle past a bound: a consumer that died
-  before its ack), `settle` (XACK + XDEL of a batch, with dead letters copied to `dead` in the
-  same transaction), `backlog` (entries in the stream, entries pending).
+  before its ack), `prune` (the names of consumers that died, holding nothing), `settle`
+  (XACK + XDEL of a batch, with dead letters copied to `dead` in the same transaction),
+  `backlog` (entries in the stream, entries pending).
 - No MAXLEN trimming: trimming drops entries nobody stored. Settled entries are deleted, so the
   stream holds only what is not stored yet; its length bounds writes instead (`backlog`).
 """
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from serving.queue import missing_group
+from serving.queue import PRUNE, missing_group, prune_idle
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -41,6 +42,7 @@ class LogStream:
         self.client = client
         self.key = f"mlsp:{pattern}:{name}"
         self.dead = f"mlsp:{pattern}:dead"
+        self._prune = client.register_script(PRUNE)
 
     async def append_many(self, entries: Sequence[Mapping[str, bytes | str]], within: float) -> int:
         """XADD each entry (its fields), then XLEN, in one round trip, within `within` seconds
@@ -107,6 +109,15 @@ class LogStream:
             pipe.xack(self.key, group, *ids)
             pipe.xdel(self.key, *ids)
             await pipe.execute()
+
+    async def prune(self, group: str, keep: str, idle_ms: float) -> list[str]:
+        """Remove the group's consumers idle past `idle_ms` that hold no pending entry (readers
+        that died), with the queue's check-and-delete script: one that holds entries is never
+        removed (they would never be reclaimed). Returns their names."""
+        consumers: Any = await self._in_group(
+            group, lambda: self.client.xinfo_consumers(self.key, group)
+        )
+        return await prune_idle(self._prune, self.key, group, consumers, keep, idle_ms)
 
     async def backlog(self, group: str) -> tuple[int, int]:
         """(entries in the stream, entries delivered and not acknowledged)."""

@@ -353,6 +353,11 @@ class LogWriter:
             record.BACKLOG.set(depth)
             idle_ms = int(self.s.claim_min_idle_seconds * 1000)
             entries = await self.stream.claim(GROUP, self.consumer, idle_ms, self.s.batch_rows)
+            gone = await self.stream.prune(
+                GROUP, self.consumer, self.s.consumer_idle_seconds * 1000
+            )
+            if gone:
+                log.info("idle consumers removed", extra={"consumers": gone[:20]})
             if entries:
                 record.RECLAIMED.inc(len(entries))
                 log.info("reclaimed", extra={"entries": len(entries), "consumer": self.consumer})

@@ -538,3 +538,36 @@ def test_sampling_is_deterministic_and_proportional() -> None:
     assert not any(record.sampled(rid, 0.0) for rid in ids[:100])
     # a lower rate logs a subset of a higher one: raising the rate never drops an id
     assert set(picked) <= {rid for rid in ids if record.sampled(rid, 0.2)}
+
+
+def test_dead_writers_names_are_pruned_never_one_holding_entries(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    r = redis.Redis.from_url(redis_server.url)
+    r.xgroup_create(STREAM, "writers", id="0", mkstream=True)
+    r.xadd(STREAM, {"row": json.dumps(good_row("held"))})
+    r.xreadgroup("writers", "holder", {STREAM: ">"}, count=1)  # dead, holding an entry
+    r.xreadgroup("writers", "ghost", {STREAM: ">"}, count=1)  # dead, holding nothing
+    time.sleep(0.3)  # both idle past consumer_idle_seconds
+    settings = WriterSettings(
+        redis_url=redis_server.url,
+        database_url=f"sqlite:///{tmp_path}/w.db",
+        consumer_idle_seconds=0.2,
+        claim_min_idle_seconds=3600,  # the held entry is not taken over here
+        batch_wait_seconds=0.1,
+    )
+
+    async def go() -> None:
+        client = connect(redis_server.url)
+        writer = LogWriter(LogStream(client, "prediction_log"), make_sinks(settings), settings, "t")
+        try:
+            await writer.step()
+        finally:
+            writer.close()
+            await client.aclose()
+
+    asyncio.run(go())
+    names = {c["name"].decode() for c in r.xinfo_consumers(STREAM, "writers")}
+    assert "ghost" not in names
+    assert "holder" in names
+    assert r.xpending(STREAM, "writers")["pending"] == 1
