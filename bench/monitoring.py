@@ -13,8 +13,6 @@ database read and the parsing add to. Bounded: `--repeat` runs (at most 10), the
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import POSTGRES, finish
 from bench.run import ROOT
 from patterns.prediction_monitoring.monitor import read_window
 from patterns.prediction_monitoring.traffic import log_rows, sample_rows
@@ -106,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, choices=range(1, 11))
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser.add_argument("--postgres", default=POSTGRES)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results/monitoring.json")
     args = parser.parse_args(argv)
     if not (MODEL / "model.json").is_file():
@@ -131,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  drift only        {r['compute_only_s']:>8.3f} s (baseline, same instances)")
         print(f"  ratio to target   {r['ratio_to_target']:>8.1%} of {TARGET_S:.0f} s")
         targets[f"monitor_{key}<=1s"] = r["run_s"] <= TARGET_S
-    print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "targets": targets}, indent=2) + "\n")
-    return 0
+    return finish(results, targets, args.out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from bench.common import POSTGRES, REDIS
 from bench.run import ROOT, wrk
 from patterns.batch_inference import score, seed
 from patterns.batch_inference.db import SCHEMA, Db
@@ -180,11 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser.add_argument("--redis", default=REDIS)
+    parser.add_argument("--postgres", default=POSTGRES)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results/patterns.json")
     args = parser.parse_args(argv)
     if not (MODEL / "model.json").is_file():

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ import httpx
 import orjson
 import redis
 
+from bench.common import POSTGRES, REDIS, finish
 from bench.patterns import BODY, start, stop
 from bench.run import ROOT, wrk
 from patterns.prediction_log.record import COUNT, ROWS
@@ -165,11 +164,8 @@ def bench_writer(redis_url: str, pg_url: str, rows: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser.add_argument("--redis", default=REDIS)
+    parser.add_argument("--postgres", default=POSTGRES)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results/prediction_log.json")
     args = parser.parse_args(argv)
     if not (MODELS / "iris-ocsvm" / "model.json").is_file():
@@ -219,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "writer>=20000rows/s": w["rows_per_s"] >= 20_000,
         "nothing spilled": logged["spilled"] + logged["dropped"] == 0,
     }
-    print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "targets": targets}, indent=2) + "\n")
-    return 0
+    return finish(results, targets, args.out)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,6 +39,16 @@ def make_client(
 def backoff(attempt: int, base: float = 0.05, cap: float = 1.0) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+async def back_off(
+    attempt: int, stopping: Callable[[], bool], base: float = 0.2, cap: float = 5.0
+) -> None:
+    """Sleep a backoff after `attempt` failures of a read loop, waking early when `stopping()`
+    (a flag set by a signal handler) turns true, so a shutdown never waits out a pause."""
+    pause = time.monotonic() + backoff(attempt, base=base, cap=cap)
+    while time.monotonic() < pause and not stopping():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
 
 
 async def request(

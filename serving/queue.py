@@ -57,7 +57,7 @@ from redis import exceptions as rexc
 
 from serving import metrics
 from serving.errors import BadRequest, InvalidInput, NotFound, Unavailable
-from serving.http import backoff
+from serving.http import back_off
 from serving.redis_client import OUTAGE
 from serving.settings import ConsumerSettings, RedisSettings, ServingSettings
 
@@ -628,9 +628,7 @@ class Worker:
         else:
             self.last_error = f"cannot read the queue: {type(exc).__name__}: {str(exc)[:200]}"
             log.error("queue read failed", extra={"error": repr(exc)[:200]})
-        pause = time.monotonic() + backoff(self.failures, base=0.2, cap=5.0)
-        while time.monotonic() < pause and not stopping():  # noqa: ASYNC110
-            await asyncio.sleep(0.1)  # `stopping` is a flag set by a signal handler
+        await back_off(self.failures, stopping)
 
     async def process(self, batch: list[Delivery]) -> None:
         todo = await self.queue.begin(batch)

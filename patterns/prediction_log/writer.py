@@ -43,7 +43,7 @@ from patterns.prediction_log.record import GROUP, PATTERN, LogDbSettings, Row
 from serving import redis_client
 from serving.app import create_app
 from serving.db import Db
-from serving.http import backoff
+from serving.http import back_off
 from serving.predlog import COLUMNS, INSERT, SCHEMA
 from serving.queue import default_consumer
 from serving.settings import ConsumerSettings, RedisSettings, ServingSettings
@@ -381,9 +381,7 @@ class LogWriter:
                 else:
                     self.last_error = f"cannot store: {type(exc).__name__}: {str(exc)[:200]}"
                 log.warning("write failed", extra={"error": repr(exc)[:300]})
-                pause = time.monotonic() + backoff(self.failures, base=0.2, cap=5.0)
-                while time.monotonic() < pause and not stopping():  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)  # `stopping` is a flag set by a signal handler
+                await back_off(self.failures, stopping)
 
     def close(self) -> None:
         for sink in self.sinks:
