@@ -128,6 +128,33 @@ def entry_bytes(value: bytes) -> int:
     return len(value) + ENTRY_OVERHEAD
 
 
+class LocalTier:
+    """Values kept in this process: LRU bounded in bytes (ENTRY_OVERHEAD counted per entry),
+    each expiring `ttl` seconds after it was stored; a value above 1/16 of the bound is not
+    kept (not worth the slots it would evict). SoftCache's in-process tier, and the recent
+    answers a proxy falls back on (circuit_breaker)."""
+
+    def __init__(
+        self, max_bytes: int, ttl: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.entries: TTLCache[str, bytes] = TTLCache(
+            maxsize=max_bytes, ttl=ttl, timer=clock, getsizeof=entry_bytes
+        )
+
+    def get(self, key: str) -> bytes | None:
+        return self.entries.get(key)
+
+    def keep(self, key: str, value: bytes) -> None:
+        if entry_bytes(value) <= self.entries.maxsize // 16:
+            self.entries[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class SoftCache:
     """GET/SET with a TTL where any Redis problem means "no cache", never an error."""
 
@@ -167,11 +194,7 @@ class SoftCache:
         self.trip_after = trip_after
         self._failures = 0
         self._skip_until = 0.0
-        self.local: TTLCache[str, bytes] | None = (
-            TTLCache(maxsize=local_bytes, ttl=local_ttl or ttl_seconds, getsizeof=entry_bytes)
-            if local_bytes > 0
-            else None
-        )
+        self.local = LocalTier(local_bytes, local_ttl or ttl_seconds) if local_bytes > 0 else None
         self._up = metrics.DEPENDENCY_UP.labels(service, "redis")
         self._counters = {o: CACHE_REQUESTS.labels(name, o) for o in ("HIT", "MISS", "BYPASS")}
         self._local_hits = CACHE_LOCAL_HITS.labels(name)
@@ -197,8 +220,8 @@ class SoftCache:
         self._up.set(1)
 
     def _keep(self, key: str, value: bytes) -> None:
-        if self.local is not None and entry_bytes(value) <= self.local.maxsize // 16:
-            self.local[key] = value  # (a value above 1/16 of the tier is not worth a slot)
+        if self.local is not None:
+            self.local.keep(key, value)
 
     def available(self) -> bool:
         return time.monotonic() >= self._skip_until

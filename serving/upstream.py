@@ -311,12 +311,14 @@ def proxy_app(
     *,
     limit: int | None = None,
     content: Mapping[str, Any] | None = None,
+    extend: Callable[[FastAPI, ServiceState], None] | None = None,
 ) -> FastAPI:
     """A service with no model whose POST routes (path -> (summary, handler)) call others.
 
     The routes sit behind the same middleware as every server (request id, deadline and
     overload admission, metrics, access log); the body is read with the size limit first.
-    `content`: the OpenAPI request body by media type (default: the shared API's rows schema).
+    `content`: the OpenAPI request body by media type (default: the shared API's rows schema);
+    `extend(app, state)` adds routes, readiness checks or start-up tasks after them.
     """
     doc = body_doc(rows=True)
     if content is not None:
@@ -330,7 +332,7 @@ def proxy_app(
 
         return route
 
-    def extend(app: FastAPI, state: ServiceState) -> None:
+    def add_routes(app: FastAPI, state: ServiceState) -> None:
         for path, (summary, handle) in routes.items():
             app.add_api_route(
                 path,
@@ -341,8 +343,10 @@ def proxy_app(
                 responses=ERRORS,
                 openapi_extra=doc,
             )
+        if extend is not None:
+            extend(app, state)
 
-    return create_app(settings, needs_model=False, extend=extend)
+    return create_app(settings, needs_model=False, extend=add_routes)
 
 
 def upstream_client(settings: ProxySettings) -> Upstream:
