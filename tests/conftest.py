@@ -23,6 +23,7 @@ from training.settings import TrainingSettings
 
 SERVED_MODELS = (
     "iris-svc",
+    "iris-lr",
     "iris-ocsvm",
     "digits-lr",
     "digits-svc",
