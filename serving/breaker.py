@@ -240,10 +240,11 @@ class CircuitBreaker:
         self.probes = self.probes_ok = 0
         if to == "open":
             self.opened_at = self.clock()
-        elif to == "closed":
+        else:  # half-open and closed start counting afresh
+            self.consecutive = 0
+        if to == "closed":
             self.opened_at = None
             self.window = Window(self.config.window_seconds)
-            self.consecutive = 0
         BREAKER_TRANSITIONS.labels(self.service, self.name, was, to).inc()
         self._publish()
         log.warning(
