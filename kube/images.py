@@ -132,6 +132,7 @@ MODEL_IMAGES = {
     "model-in-image:digits-lr": ModelImage("serving", "digits-lr"),
     "model-in-image:digits-svc": ModelImage("serving", "digits-svc"),
     "model-in-image:iris-ocsvm": ModelImage("serving", "iris-ocsvm"),
+    "model-in-image:iris-lr": ModelImage("serving", "iris-lr"),
     "model-in-image:iris-ovr-setosa": ModelImage("serving", "iris-ovr-setosa"),
     "model-in-image:iris-ovr-versicolor": ModelImage("serving", "iris-ovr-versicolor"),
     "model-in-image:iris-ovr-virginica": ModelImage("serving", "iris-ovr-virginica"),
@@ -156,6 +157,7 @@ PATTERN_IMAGES = {
         "model-in-image:iris-ovr-virginica",
     ),
     "prediction_cache": ("serving", "redis", "model-in-image"),
+    "circuit_breaker": ("serving", "model-in-image:iris-lr", "model-in-image"),
     "data_cache": ("serving", "batch", "redis", "postgres", "batch:digits-lr"),
     "prediction_log": (
         "serving",
