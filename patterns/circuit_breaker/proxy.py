@@ -60,6 +60,8 @@ PRIMARY = "primary"
 
 
 class BreakerProxySettings(ProxySettings, BreakerSettings):
+    """The proxy in front of the primary: its URL and timeout, the bulkhead, the fallbacks."""
+
     primary_url: ServiceUrl
     """Base URL of the primary model server, e.g. http://circuit-breaker-primary:8000."""
     primary_timeout_ms: int = Field(500, ge=1, le=30_000)

@@ -58,6 +58,7 @@ SERVICES = {
     "data_cache": ["api"],
     "batch_inference": ["api"],
     "prediction_log": ["api", "log-writer"],
+    "circuit_breaker": ["proxy"],
 }
 
 
