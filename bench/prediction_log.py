@@ -3,8 +3,9 @@
 - api: POST /predict (one iris row) with wrk (core 1) against each server (core 0), in the same
   run: web_single (the baseline the spec names), prediction_log's api with MLSP_SAMPLE_RATE=0
   (the same two models, nothing logged) and prediction_log's api logging every request to
-  Redis. Reported: req/s and p99 at 8 and 64 connections, and the ratios. Target: logging
-  costs at most 10% of web_single's throughput.
+  Redis, and the same with Redis gone (every row spilled to stdout, every answer still 200).
+  Reported: req/s and p99 at 8 and 64 connections, and the ratios. Target: logging costs at
+  most 10% of web_single's throughput; with Redis down the api answers as fast.
 - writer: the stream pre-filled with N rows (entries of 50, as the api packs them), the
   log-writer (in this process) stores them into PostgreSQL in batches of 500;
   rows/s = N / (start -> stream empty). Target: 20,000.
@@ -32,6 +33,7 @@ from bench.patterns import BODY, start, stop
 from bench.run import ROOT, wrk
 from patterns.prediction_log.record import COUNT, ROWS
 from patterns.prediction_log.writer import LogWriter, WriterSettings, make_sinks
+from patterns.procs import free_port
 from serving.redis_client import connect
 from serving.stream import LogStream
 
@@ -76,6 +78,11 @@ def bench_api(redis_url: str, seconds: int) -> dict[str, Any]:
         "web_single": ("patterns.web_single.app", {"MLSP_MODEL_DIR": str(MODELS / "iris-svc")}),
         "predlog_unlogged": ("patterns.prediction_log.api", {**log_env, "MLSP_SAMPLE_RATE": "0"}),
         "predlog_logged": ("patterns.prediction_log.api", log_env),
+        # Redis gone (nothing listens there): every row is spilled to stdout, the answer is 200
+        "predlog_redis_down": (
+            "patterns.prediction_log.api",
+            {**log_env, "MLSP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+        ),
     }
     results: dict[str, Any] = {}
     try:
@@ -95,11 +102,13 @@ def bench_api(redis_url: str, seconds: int) -> dict[str, Any]:
                 redis.Redis.from_url(redis_url).delete(STREAM)
     finally:
         script.unlink()
-    base, bare, logged = (results[k] for k in servers)
+    base, bare, logged, down = (results[k] for k in servers)
     results["ratios"] = {
         c: {
             "logged/web_single": logged[c]["rps"] / base[c]["rps"],
             "logged/unlogged": logged[c]["rps"] / bare[c]["rps"],
+            "redis_down/logged": down[c]["rps"] / logged[c]["rps"],
+            "redis_down_p99/logged_p99": down[c]["p99_ms"] / logged[c]["p99_ms"],
         }
         for c in ("c8", "c64")
     }
@@ -189,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nPOST /predict, one iris row; server on core 0, wrk on core 1, {args.seconds} s per run"
     )
     print(f"{'server':18} {'conns':>5} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for name in ("web_single", "predlog_unlogged", "predlog_logged"):
+    for name in ("web_single", "predlog_unlogged", "predlog_logged", "predlog_redis_down"):
         for c in ("c8", "c64"):
             w = api[name][c]
             errors = w["non_2xx"] + w["socket_errors"]
@@ -200,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     for c, ratio in api["ratios"].items():
         print(
             f"at {c[1:]} connections: logged / web_single {ratio['logged/web_single']:.0%}, "
-            f"logged / unlogged (same two models) {ratio['logged/unlogged']:.0%}"
+            f"logged / unlogged (same two models) {ratio['logged/unlogged']:.0%}, "
+            f"Redis down / logged {ratio['redis_down/logged']:.0%} "
+            f"(p99 {ratio['redis_down_p99/logged_p99']:.2f}x)"
         )
     logged = api["predlog_logged"]["log"]
     print(
@@ -214,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         "logging<=10%@8 (logged/web_single>=90%)": api["ratios"]["c8"]["logged/web_single"] >= 0.9,
         "writer>=20000rows/s": w["rows_per_s"] >= 20_000,
         "nothing spilled": logged["spilled"] + logged["dropped"] == 0,
+        "Redis down: every answer 200": all(
+            api["predlog_redis_down"][c]["non_2xx"] + api["predlog_redis_down"][c]["socket_errors"]
+            == 0
+            for c in ("c8", "c64")
+        ),
     }
     return finish(results, targets, args.out)
 

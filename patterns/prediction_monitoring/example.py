@@ -17,8 +17,13 @@ RUN = f"curl -s -X POST {MONITOR}/drift/run | {SHOW}"
 RECEIVER = '"$(make url PATTERN=prediction_monitoring PROCESS=alert-receiver)"'
 PROMETHEUS = '"$(make url PATTERN=prediction_monitoring PROCESS=prometheus)"'
 TRAFFIC = f".venv/bin/python -m patterns.prediction_monitoring.traffic --url {API}"
+LOGGED = (
+    "python3 -c \"import sqlite3; c = sqlite3.connect('data/prediction_monitoring.db'); "
+    "print(c.execute('SELECT COUNT(*) FROM prediction_log').fetchone()[0])\""
+)
+"""The traffic Job's request, logged (the table exists once the writer stored it)."""
 EMPTY_LOG = (
-    "python3 -c \"import sqlite3; c = sqlite3.connect('data/prediction_log.db'); "
+    "python3 -c \"import sqlite3; c = sqlite3.connect('data/prediction_monitoring.db'); "
     "c.execute('DELETE FROM prediction_log'); c.commit()\""
 )
 
@@ -39,11 +44,13 @@ verdicts and which feature drifted do not move."""
 def walk(w: Walkthrough) -> None:
     w.section("worked")
     w.note("the log is kept across runs: start from an empty one, once the traffic Job is done")
+    w.note("and its request is in the log")
     w.until(
         "make status PATTERN=prediction_monitoring | grep -o 'traffic *completed'",
         "completed",
         within=60,
     )
+    w.until(LOGGED, re.compile(r"^[1-9]\d*$", re.M))
     w.sh(EMPTY_LOG)
     w.note("an empty window has no numbers, only the reason")
     w.sh(RUN, expect="verdict insufficient_data: 0 instances")

@@ -9,12 +9,19 @@ cluster's own monitoring stack plays those parts.
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from patterns import smoke
 from patterns.declare import Call, Pattern, Process, Smoke, Verdict
-from patterns.prediction_log.pattern import DATABASE
 from patterns.prediction_log.pattern import PATTERN as LOG
+
+DATABASE = "sqlite:///{data}/prediction_monitoring.db"
+"""The log of this pattern's run, locally: not prediction_log's own (its example empties it)."""
+LOG_PROCESSES = tuple(
+    replace(p, env={**p.env, "MLSP_DATABASE_URL": DATABASE}) if "MLSP_DATABASE_URL" in p.env else p
+    for p in LOG.processes
+)
 
 TRAFFIC_COUNT = "400"
 MIN_INSTANCES = "200"
@@ -42,7 +49,7 @@ PATTERN = Pattern(
     id="prediction_monitoring",
     summary="Drift of the logged predictions against training, as gauges, alerts and a report",
     processes=(
-        *LOG.processes,
+        *LOG_PROCESSES,
         Process(
             "monitor",
             "patterns.prediction_monitoring.monitor",
