@@ -3,7 +3,9 @@ answers, each against the primary measured directly in the same run.
 
 - overhead: wrk (core 1, 8 connections, one iris row) against the primary (iris-svc, core 0)
   directly, then through the proxy (core 0 too, the breaker closed). Per hop = proxy p50 -
-  primary p50. Target: at most 1 ms.
+  primary p50. Target: at most 1 ms. The same one request at a time (1 connection) is printed
+  beside it: at 8 connections both processes share one core, so the difference also holds
+  the queueing behind 8 requests' work in two processes.
 - open state: the proxy in front of a port nothing listens on, its breaker opened by the
   warm-up (five failures in a row) and kept open for the run (MLSP_OPEN_SECONDS=3600): every
   answer is a fallback, from the recent answers (the repeated row; cached while the primary
@@ -42,9 +44,9 @@ def script() -> Path:
         return Path(fh.name)
 
 
-def measure(url: str, seconds: int, lua: Path) -> dict[str, float]:
-    wrk(f"{url}/predict", 8, min(2, seconds), lua)  # warm-up
-    return wrk(f"{url}/predict", 8, seconds, lua)
+def measure(url: str, seconds: int, lua: Path, connections: int = 8) -> dict[str, float]:
+    wrk(f"{url}/predict", connections, min(2, seconds), lua)  # warm-up
+    return wrk(f"{url}/predict", connections, seconds, lua)
 
 
 def proxy_env(primary_url: str, **extra: str) -> dict[str, str]:
@@ -78,9 +80,11 @@ def bench(seconds: int) -> dict[str, Any]:
         primary, primary_url = start(PRIMARY, {"MLSP_MODEL_DIR": str(MODELS / "iris-svc")})
         try:
             direct = measure(primary_url, seconds, lua)
+            direct_c1 = measure(primary_url, seconds, lua, 1)
             proxy, url = start(PROXY, proxy_env(primary_url))
             try:
                 through = measure(url, seconds, lua)
+                through_c1 = measure(url, seconds, lua, 1)
             finally:
                 stop(proxy)
         finally:
@@ -104,6 +108,9 @@ def bench(seconds: int) -> dict[str, Any]:
         "primary": direct,
         "proxy_closed": through,
         "overhead_per_hop_ms": through["p50_ms"] - direct["p50_ms"],
+        "primary_c1": direct_c1,
+        "proxy_closed_c1": through_c1,
+        "overhead_per_hop_c1_ms": through_c1["p50_ms"] - direct_c1["p50_ms"],
         "open_fallback_model": fallback_model,
         "open_cache": cached,
         "open_p99_vs_primary_p99": {
@@ -125,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         x = r[name]
         print(f"  {name:22} {x['rps']:>9.0f} {x['p50_ms']:>8.2f} {x['p99_ms']:>8.2f}")
     print(f"  overhead per hop (closed): {r['overhead_per_hop_ms']:.2f} ms")
+    print(
+        f"  one request at a time: primary p50 {r['primary_c1']['p50_ms']:.2f} ms, through the "
+        f"proxy {r['proxy_closed_c1']['p50_ms']:.2f} ms, per hop "
+        f"{r['overhead_per_hop_c1_ms']:.2f} ms"
+    )
     bad = sum(
         r[n]["non_2xx"] + r[n]["socket_errors"]
         for n in ("primary", "proxy_closed", "open_cache", "open_fallback_model")
