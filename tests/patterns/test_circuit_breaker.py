@@ -83,6 +83,8 @@ class Primary:
     def answer(self, rows: list[list[float]]) -> tuple[int, dict[str, Any]]:
         if self.mode == "fail":
             return 503, {"error": {"code": "unavailable", "message": "down"}}
+        if self.mode == "garbage":  # 200, but no prediction for the row sent
+            return 200, {"model": {"name": "iris-svc", "version": "1"}, "predictions": []}
         if self.mode == "refuse":
             error = {"code": "invalid_input", "message": "instances[0]: no", "field": "x"}
             return 422, {"error": error}
@@ -199,6 +201,24 @@ def test_bad_input_is_refused_and_never_counts_against_the_primary(data_dir: Pat
                 resp = await predict(client)
                 assert resp.status_code == 422 and resp.json()["error"]["field"] == "x"
             assert proxy.breaker.state == "closed" and proxy.breaker.window.calls == 0
+
+    asyncio.run(main())
+
+
+def test_an_unusable_answer_is_a_failure_and_a_spent_budget_calls_nobody(data_dir: Path) -> None:
+    async def main() -> None:
+        async with running(data_dir, Clock()) as (client, primary, proxy):
+            primary.mode = "garbage"
+            body = (await predict(client)).json()
+            assert (body["source"], body["reason"]) == (
+                "fallback_model",
+                "primary failed: unusable answer",
+            )
+            assert proxy.breaker.consecutive == 1
+            past = {"X-Request-Deadline-Ms": "1000"}  # 1970: spent before it arrived
+            resp = await client.post("/predict", json={"instances": [SETOSA]}, headers=past)
+            assert resp.status_code == 504 and primary.received == 1
+            assert proxy.breaker.consecutive == 1  # not the primary's failure
 
     asyncio.run(main())
 
