@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from kube import deploy, images, manifests, monitoring, play, verify
+from kube import check, deploy, images, manifests, monitoring, play, verify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def _build(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     failed = 0
     for overlay in args.overlays or manifests.overlays():
-        docs, errors = manifests.check_overlay(deploy.manifests_pattern(overlay))
+        docs, errors = check.check_overlay(deploy.manifests_pattern(overlay))
         print(f"{overlay}: {len(docs)} objects, {len(errors)} errors")
         for e in errors:
             print(f"  ERROR {e}")
@@ -62,7 +62,7 @@ def _play(args: argparse.Namespace) -> int:
     for overlay in args.overlays:
         pattern = deploy.manifests_pattern(overlay)
         refs = images.build(pattern, quiet=True)
-        docs, errors = manifests.check_overlay(pattern, images=refs)
+        docs, errors = check.check_overlay(pattern, images=refs)
         for e in errors:
             print(f"  ERROR {e}")
         ok = not errors and play.play(pattern, docs).ok

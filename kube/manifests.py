@@ -766,19 +766,3 @@ def declaration_errors(pattern: Pattern, docs: list[Doc]) -> list[str]:
         for workload, _, c in found[proc.name]:
             errors += container_agreement_errors(where, proc, workload, c)
     return errors
-
-
-def check_overlay(
-    overlay: str, version: str = K8S_VERSION, images: Mapping[str, str] | None = None
-) -> tuple[list[Doc], list[str]]:
-    """Render (with `images` set, see render) and run every check; returns (documents,
-    errors)."""
-    from patterns.runner import load as load_pattern
-
-    docs = load(render(overlay, images))
-    errors = schema_errors(docs, version) + semantic_errors(docs) + baseline_errors(docs)
-    from kube.netpol import network_errors
-
-    pattern = load_pattern(overlay)
-    errors += declaration_errors(pattern, docs) + network_errors(pattern, docs)
-    return docs, errors

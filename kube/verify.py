@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from kube import check, lint, manifests, play
 from kube import images as img
-from kube import lint, manifests, play
 from kube.report import Checks, podman
 from patterns.procs import answers, free_port
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print("== manifests", flush=True)
     rendered: dict[str, list[manifests.Doc]] = {}
     for overlay in args.overlay or manifests.overlays():
-        docs, errors = manifests.check_overlay(overlay, images=refs)
+        docs, errors = check.check_overlay(overlay, images=refs)
         rendered[overlay] = docs
         report.add(
             f"{overlay}: {len(docs)} objects valid for Kubernetes {manifests.K8S_VERSION} "

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kube import images, manifests
+from kube import check, images, manifests
 from kube.manifests import Doc, pod_spec
 from patterns import runner
 
@@ -40,7 +40,7 @@ def test_every_pattern_with_a_finished_status_has_an_overlay() -> None:
 
 @pytest.mark.parametrize("overlay", manifests.overlays())
 def test_overlay_is_valid(overlay: str) -> None:
-    docs, errors = manifests.check_overlay(overlay)
+    docs, errors = check.check_overlay(overlay)
     assert errors == []
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "Deployment", "Service"} <= kinds
