@@ -128,6 +128,10 @@ class ScoredPredictor(Wrapper):
         return [float(s[0]) for s in out.scores]
 
 
+REDIS_RETRY_SECONDS = 1.0
+"""How long the appender spills without trying Redis after an append failed."""
+
+
 class Appender:
     """The buffer between answered predictions and the stream (module docstring).
 
@@ -142,6 +146,9 @@ class Appender:
         self.backlog = 0
         self.service = settings.service
         self._static = {"level": "warning", "service": settings.service, "pattern": PATTERN}
+        self._down_until = 0.0
+        """After a failed append, rows are spilled without trying Redis until then: a Redis
+        that is down costs one attempt per REDIS_RETRY_SECONDS, not one per flush."""
 
     def offer(self, row: dict[str, Any]) -> None:
         """Queue one entry for the stream (never blocks, never raises)."""
@@ -156,10 +163,13 @@ class Appender:
         head = {"ts": now, **self._static, "event": "prediction log spilled"}
         try:
             out = sys.stdout.buffer
-            for row in rows:
-                entry = {**head, "spilled": True, "reason": reason, "row": row}
-                out.write(orjson.dumps(entry, option=NUMPY, default=str) + b"\n")
+            lines = [
+                orjson.dumps({**head, "spilled": True, "reason": reason, "row": row},
+                             option=NUMPY, default=str)
+                for row in rows
+            ]  # fmt: skip
             sys.stdout.flush()
+            out.write(b"\n".join(lines) + b"\n")
             out.flush()
         except (OSError, ValueError):  # stdout closed or broken: the one way to lose entries
             record.DROPPED.labels(self.service).inc(len(rows))
@@ -184,9 +194,13 @@ class Appender:
             self.spill(batch, "unencodable")
             return
         entry: dict[str, bytes | str] = {record.ROWS: payload, record.COUNT: str(len(batch))}
+        if time.monotonic() < self._down_until:
+            self.spill(batch, "redis_unavailable")
+            return
         try:
             self.backlog = await stream.append_many([entry], self.s.append_timeout_ms / 1000)
         except (TimeoutError, RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
             self.spill(batch, "redis_unavailable")
             log.debug("append failed", extra={"error": repr(exc)[:200]})
             return
