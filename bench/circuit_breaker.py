@@ -19,13 +19,12 @@ answers, each against the primary measured directly in the same run.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import finish
+from bench.common import finish, post_script
 from bench.patterns import BODY, start, stop
 from bench.run import ROOT, wrk
 from patterns.procs import free_port
@@ -36,12 +35,7 @@ PROXY = "patterns.circuit_breaker.proxy"
 
 
 def script() -> Path:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(
-            f"wrk.method = 'POST'\nwrk.body = '{BODY.decode()}'\n"
-            "wrk.headers['Content-Type'] = 'application/json'\n"
-        )
-        return Path(fh.name)
+    return post_script(BODY)
 
 
 def measure(url: str, seconds: int, lua: Path, connections: int = 8) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,3 +20,13 @@ def finish(results: dict[str, Any], targets: dict[str, bool], out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"results": results, "targets": targets}, indent=2) + "\n")
     return 0
+
+
+def post_script(body: bytes) -> Path:
+    """A wrk Lua script that POSTs `body` as JSON (the caller unlinks the file)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(
+            f"wrk.method = 'POST'\nwrk.body = '{body.decode()}'\n"
+            "wrk.headers['Content-Type'] = 'application/json'\n"
+        )
+        return Path(fh.name)

@@ -28,7 +28,7 @@ import httpx
 import orjson
 import redis
 
-from bench.common import POSTGRES, REDIS, finish
+from bench.common import POSTGRES, REDIS, finish, post_script
 from bench.patterns import BODY, start, stop
 from bench.run import ROOT, wrk
 from patterns.prediction_log.record import COUNT, ROWS
@@ -45,12 +45,7 @@ buffered (1 at a trickle, hundreds under load)."""
 
 
 def lua_script() -> Path:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(
-            f"wrk.method = 'POST'\nwrk.body = '{BODY.decode()}'\n"
-            "wrk.headers['Content-Type'] = 'application/json'\n"
-        )
-        return Path(fh.name)
+    return post_script(BODY)
 
 
 def log_counts(url: str) -> dict[str, float]:
