@@ -92,21 +92,37 @@ def core_api() -> Any:
     return client.CoreV1Api()
 
 
-def secrets_used(docs: list[manifests.Doc]) -> set[str]:
-    """Names of the Secrets the docs' pods read (env secretKeyRef, envFrom, volumes)."""
+PART_OF = "app.kubernetes.io/part-of"
+
+# how a pod spec names a ConfigMap or a Secret: (volume source, its name field, env
+# valueFrom key, envFrom key); a projected volume's sources use the volume source's key
+REFERENCES = {
+    "ConfigMap": ("configMap", "name", "configMapKeyRef", "configMapRef"),
+    "Secret": ("secret", "secretName", "secretKeyRef", "secretRef"),
+}
+
+
+def objects_read(pod: dict[str, Any], kind: str) -> set[str]:
+    """Names of the ConfigMaps or Secrets (`kind`) a pod spec reads: volumes, projected
+    volumes, env and envFrom of every container, init containers included."""
+    volume, name_field, env_key, from_key = REFERENCES[kind]
     used = set()
-    for doc in docs:
-        if doc["kind"] not in manifests.POD_OWNERS:
-            continue
-        pod = manifests.pod_spec(doc)[1]
-        for vol in pod.get("volumes") or []:
-            used.add((vol.get("secret") or {}).get("secretName"))
-        for _, c in manifests.containers(pod):
-            for env in c.get("env") or []:
-                used.add(((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name"))
-            for src in c.get("envFrom") or []:
-                used.add((src.get("secretRef") or {}).get("name"))
+    for vol in pod.get("volumes") or []:
+        used.add((vol.get(volume) or {}).get(name_field))
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            used.add((src.get(volume) or {}).get("name"))
+    for _, c in manifests.containers(pod):
+        for env in c.get("env") or []:
+            used.add(((env.get("valueFrom") or {}).get(env_key) or {}).get("name"))
+        for src in c.get("envFrom") or []:
+            used.add((src.get(from_key) or {}).get("name"))
     return {name for name in used if name}
+
+
+def secrets_used(docs: list[manifests.Doc]) -> set[str]:
+    """Names of the Secrets the docs' pods read."""
+    pods = [manifests.pod_spec(d)[1] for d in docs if d["kind"] in manifests.POD_OWNERS]
+    return set().union(*(objects_read(pod, "Secret") for pod in pods))
 
 
 def ensure_secrets(
@@ -145,25 +161,6 @@ def ensure_secrets(
     return created
 
 
-PART_OF = "app.kubernetes.io/part-of"
-GENERATED = manifests.GENERATED
-
-
-def configmaps_used(pod: dict[str, Any]) -> set[str]:
-    """Names of the ConfigMaps a pod spec reads (volumes, projected volumes, env, envFrom)."""
-    used = set()
-    for vol in pod.get("volumes") or []:
-        used.add((vol.get("configMap") or {}).get("name"))
-        for src in (vol.get("projected") or {}).get("sources") or []:
-            used.add((src.get("configMap") or {}).get("name"))
-    for _, c in manifests.containers(pod):
-        for env in c.get("env") or []:
-            used.add(((env.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name"))
-        for src in c.get("envFrom") or []:
-            used.add((src.get("configMapRef") or {}).get("name"))
-    return {name for name in used if name}
-
-
 def stale_configmaps(
     generated: set[str], applied: set[str], live: list[manifests.Doc]
 ) -> list[str]:
@@ -171,7 +168,7 @@ def stale_configmaps(
     can run a pod. `live` holds the namespace's Deployments, StatefulSets, Jobs, CronJobs,
     ReplicaSets (old ones too: `kubectl rollout undo` needs theirs, and revisionHistoryLimit
     bounds how many a Deployment keeps) and Pods."""
-    used = set().union(*(configmaps_used(manifests.pod_spec(d)[1]) for d in live))
+    used = set().union(*(objects_read(manifests.pod_spec(d)[1], "ConfigMap") for d in live))
     return sorted(generated - applied - used)
 
 
@@ -192,7 +189,7 @@ def live_objects(apps: Any, batch: Any, core: Any) -> tuple[set[str], list[manif
         *listed(batch.list_namespaced_cron_job, "CronJob"),
         *listed(core.list_namespaced_pod, "Pod"),
     ]
-    maps = listed(core.list_namespaced_config_map, "ConfigMap", label_selector=GENERATED)
+    maps = listed(core.list_namespaced_config_map, "ConfigMap", label_selector=manifests.GENERATED)
     return {m["metadata"]["name"] for m in maps}, live
 
 
@@ -423,7 +420,7 @@ def undeploy_plan(
 
 def present_workloads(apps: Any, batch: Any) -> set[Obj]:
     """The project's workloads in the namespace (Kubernetes API, label part-of)."""
-    selector = "app.kubernetes.io/part-of=ml-system-patterns"
+    selector = f"{PART_OF}=ml-system-patterns"
     listed = (
         ("Deployment", apps.list_namespaced_deployment),
         ("StatefulSet", apps.list_namespaced_stateful_set),

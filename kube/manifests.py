@@ -107,25 +107,38 @@ def image_overrides(refs: Iterable[str]) -> list[dict[str, str]]:
     return out
 
 
-def render(overlay: str | Path, images: Mapping[str, str] | None = None) -> str:
-    """`kubectl kustomize` of an overlay; with `images` ({key: built reference}), of a
-    kustomization made for the occasion (in build/render/, git-ignored) that has the overlay
-    as its resource and sets every image with kustomize's `images:` (newTag or digest): the
-    way `kustomize edit set image` would, without editing the overlay."""
-    path = overlay if isinstance(overlay, Path) else MANIFESTS / "patterns" / overlay
-    if not images:
-        return _kustomize(path)
+def _render_scratch(include: str, path: Path, **fields: Any) -> str:
+    """`kubectl kustomize` of a kustomization made for the occasion (in build/render/,
+    git-ignored) that includes `path` as one of its `include` (resources or components),
+    with `fields` added."""
     scratch = ROOT / "build" / "render"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"{path.name}-") as tmp:
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": [os.path.relpath(path, tmp)],
-            "images": image_overrides(images.values()),
+            include: [os.path.relpath(path, tmp)],
+            **fields,
         }
         (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
         return _kustomize(Path(tmp))
+
+
+def render(overlay: str | Path, images: Mapping[str, str] | None = None) -> str:
+    """`kubectl kustomize` of an overlay; with `images` ({key: built reference}), of a
+    kustomization made for the occasion that has the overlay as its resource and sets every
+    image with kustomize's `images:` (newTag or digest): the way `kustomize edit set image`
+    would, without editing the overlay."""
+    path = overlay if isinstance(overlay, Path) else MANIFESTS / "patterns" / overlay
+    if not images:
+        return _kustomize(path)
+    return _render_scratch("resources", path, images=image_overrides(images.values()))
+
+
+def render_component(name: str) -> str:
+    """`kubectl kustomize` of an optional component of manifests/components/ on its own, in
+    the project's namespace (the PrometheusRule, the Grafana dashboard, the Istio rule)."""
+    return _render_scratch("components", MANIFESTS / "components" / name, namespace=NAMESPACE)
 
 
 def load(text: str) -> list[Doc]:

@@ -107,6 +107,16 @@ def _write(stack: Stack, name: str, config: dict[str, Any]) -> Path:
     return path
 
 
+def _start(
+    stack: Stack, name: str, cmd: list[str], env: Mapping[str, str], url: str, ready: str
+) -> None:
+    """Spawn one process of the run (log in the run's folder) and wait until GET url+ready
+    answers 200; a process that exits first is an error with its log's tail."""
+    log = stack.workdir / f"{name}.log"
+    proc = stack.spawn(name, cmd, env, log, url=url)
+    _wait(lambda: answers(f"{url}{ready}"), name, 60, proc, log)
+
+
 def ensure_alertmanager(stack: Stack, _data: Path, ctx: Context) -> str:
     """The run's Alertmanager (and the webhook receiver it notifies); returns its URL."""
     exe = binary("prometheus-alertmanager", "prometheus-alertmanager")
@@ -114,21 +124,15 @@ def ensure_alertmanager(stack: Stack, _data: Path, ctx: Context) -> str:
     receiver = f"http://127.0.0.1:{receiver_port}"
     env = {**os.environ, "MLSP_PORT": str(receiver_port), "MLSP_HOST": "127.0.0.1"}
     env |= {"MLSP_SERVICE": "alert-receiver", "MLSP_PATTERN": ctx.pattern}
-    log = stack.workdir / "alert-receiver.log"
-    proc = stack.spawn(
-        "alert-receiver", [sys.executable, "-m", "patterns.alert_receiver"], env, log,
-        url=receiver,
-    )  # fmt: skip
-    _wait(lambda: answers(f"{receiver}/readyz"), "alert receiver", 30, proc, log)
+    _start(stack, "alert-receiver", [sys.executable, "-m", "patterns.alert_receiver"], env,
+           receiver, "/readyz")  # fmt: skip
     group_wait = os.environ.get("MLSP_ALERT_GROUP_WAIT", "5s")
     config = _write(stack, "alertmanager", alertmanager_config(f"{receiver}/alerts", group_wait))
     url = f"http://127.0.0.1:{port}"
     cmd = [exe, f"--config.file={config}", f"--storage.path={config.parent}"]
     # a single instance: no gossip port (its default, 9094, may be taken; nothing to peer with)
     cmd += [f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
-    log = stack.workdir / "alertmanager.log"
-    proc = stack.spawn("alertmanager", cmd, os.environ, log, url=url)
-    _wait(lambda: answers(f"{url}/-/ready"), "alertmanager", 30, proc, log)
+    _start(stack, "alertmanager", cmd, os.environ, url, "/-/ready")
     stack.say(f"alertmanager: {url} (notifies {receiver}/alerts; GET it to see what arrived)")
     return url
 
@@ -146,8 +150,6 @@ def ensure_prometheus(stack: Stack, _data: Path, ctx: Context) -> str:
     url = f"http://127.0.0.1:{port}"
     cmd = [exe, f"--config.file={path}", f"--storage.tsdb.path={path.parent / 'data'}"]
     cmd += [f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d"]
-    log = stack.workdir / "prometheus.log"
-    proc = stack.spawn("prometheus", cmd, os.environ, log, url=url)
-    _wait(lambda: answers(f"{url}/-/ready"), "prometheus", 60, proc, log)
+    _start(stack, "prometheus", cmd, os.environ, url, "/-/ready")
     stack.say(f"prometheus: {url} (UI; alerts at {url}/alerts, scraping {len(targets)} processes)")
     return url

@@ -4,9 +4,6 @@ Service the overlay really has, and included by no overlay."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -29,22 +26,9 @@ EXPECTED_POLICY = {
 DURATION_FIELDS = ("interval", "baseEjectionTime")
 
 
-def render_component() -> list[manifests.Doc]:
-    (manifests.ROOT / "build").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=manifests.ROOT / "build") as tmp:
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": manifests.NAMESPACE,
-            "components": [str(Path("..", "..", COMPONENT.relative_to(manifests.ROOT)))],
-        }
-        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-        return manifests.load(manifests.render(Path(tmp)))
-
-
 @pytest.mark.slow
 def test_the_destination_rule_is_the_books_for_the_primary_service() -> None:
-    (rule,) = render_component()
+    (rule,) = manifests.load(manifests.render_component(COMPONENT.name))
     assert (rule["apiVersion"], rule["kind"]) == ("networking.istio.io/v1", "DestinationRule")
     assert rule["metadata"]["namespace"] == manifests.NAMESPACE
     assert set(rule["spec"]) == {"host", "trafficPolicy"}

@@ -9,7 +9,6 @@ import copy
 import importlib
 import json
 import pkgutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +48,11 @@ def exported_metrics() -> set[str]:
     return {n for n in names if n.startswith("mlsp_")}
 
 
-def render_component(name: str) -> list[manifests.Doc]:
-    with tempfile.TemporaryDirectory(dir=manifests.ROOT / "build") as tmp:
-        component = manifests.MANIFESTS / "components" / name
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": manifests.NAMESPACE,
-            "components": [str(Path("..", "..", component.relative_to(manifests.ROOT)))],
-        }
-        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-        return manifests.load(manifests.render(Path(tmp)))
-
-
 def test_the_prometheus_rule_is_the_overlays_rule_file(tmp_path: Path) -> None:
     assert monitoring.PROMETHEUS_RULE.read_text() == monitoring.rule_text(), (
         "stale: run `python -m kube rules`"
     )
-    (rule,) = render_component("prometheus-rule")
+    (rule,) = manifests.load(manifests.render_component("prometheus-rule"))
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     assert rule["metadata"]["namespace"] == manifests.NAMESPACE
     groups = yaml.safe_load(monitoring.RULES.read_text())["groups"]
@@ -140,7 +126,7 @@ def test_each_dashboard_check_catches_its_fault() -> None:
 
 
 def test_the_dashboard_component_is_a_configmap_grafana_picks_up() -> None:
-    (cm,) = render_component("grafana-dashboard")
+    (cm,) = manifests.load(manifests.render_component("grafana-dashboard"))
     assert cm["kind"] == "ConfigMap"
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["ml-system-patterns.json"]) == monitoring.load_dashboard()

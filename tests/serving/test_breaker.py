@@ -68,6 +68,12 @@ class Dependency:
         return run
 
 
+async def trip(guard: Guard, dep: Dependency) -> None:
+    """Five failed calls in a row: the consecutive-failure criterion opens the breaker."""
+    for _ in range(5):
+        await guard.run(dep.attempt())
+
+
 def make(
     clock: Clock, limit: int = 100, **config: float | int | None
 ) -> tuple[CircuitBreaker, Guard]:
@@ -98,8 +104,7 @@ def test_half_open_after_the_wait_then_closed_after_every_probe_succeeds() -> No
         clock = Clock()
         breaker, guard = make(clock, open_seconds=10)
         dep = Dependency(clock, FAILED)
-        for _ in range(5):
-            await guard.run(dep.attempt())
+        await trip(guard, dep)
         assert breaker.state == "open" and breaker.retry_after() == 10
         clock.advance(6.5)
         assert breaker.retry_after() == 4  # whole seconds until a probe may go, rounded up
@@ -119,8 +124,7 @@ def test_a_failed_probe_opens_the_breaker_again_for_a_full_wait() -> None:
         clock = Clock()
         breaker, guard = make(clock, open_seconds=10)
         dep = Dependency(clock, FAILED)
-        for _ in range(5):
-            await guard.run(dep.attempt())
+        await trip(guard, dep)
         clock.advance(10)
         dep.outcome = OK
         await guard.run(dep.attempt())
@@ -137,8 +141,7 @@ def test_exactly_three_probes_among_50_concurrent_callers() -> None:
         clock = Clock()
         breaker, guard = make(clock, open_seconds=10, half_open_calls=3)
         dep = Dependency(clock, FAILED)
-        for _ in range(5):
-            await guard.run(dep.attempt())
+        await trip(guard, dep)
         clock.advance(10)
         dep.outcome, before = OK, dep.calls
         dep.gate.clear()  # the probes hang until released: all 50 callers arrive meanwhile
@@ -160,8 +163,7 @@ def test_a_probe_given_back_frees_its_slot() -> None:
         clock = Clock()
         breaker, guard = make(clock, half_open_calls=3)
         dep = Dependency(clock, FAILED)
-        for _ in range(5):
-            await guard.run(dep.attempt())
+        await trip(guard, dep)
         clock.advance(10)
         dep.outcome = REFUSED  # the input was refused: says nothing about the dependency
         for _ in range(5):
@@ -283,8 +285,7 @@ def test_an_outcome_from_an_older_state_changes_nothing() -> None:
         pending = asyncio.create_task(guard.run(late.attempt()))
         await asyncio.sleep(0)
         failed = Dependency(clock, FAILED)
-        for _ in range(5):
-            await guard.run(failed.attempt())
+        await trip(guard, failed)
         clock.advance(10)
         assert breaker.state == "half_open"
         late.gate.set()
