@@ -155,11 +155,13 @@ def wait_ready(url: str, seconds: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Options default to MLSP_TRAFFIC_<OPTION> (URL, COUNT, SECONDS, RATE, BATCH, DRIFT as
-    a comma list, SEED) and MLSP_MODEL_DIR: how the pattern runs it as a process (a Job)."""
+    a comma list, SEED) and MLSP_MODEL_DIR (else iris-svc under MLSP_DATA_DIR, default data/):
+    how the pattern runs it as a process (a Job)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     url = _env("URL", "http://127.0.0.1:8000")
     parser.add_argument("--url", default=url, help="base URL of the api")
-    model = os.environ.get("MLSP_MODEL_DIR", "data/models/iris-svc")
+    data = Path(os.environ.get("MLSP_DATA_DIR", "data"))
+    model = os.environ.get("MLSP_MODEL_DIR") or str(data / "models" / "iris-svc")
     parser.add_argument("--model-dir", type=Path, default=Path(model))
     count = int(_env("COUNT", "500") or 500)
     parser.add_argument("--count", type=int, default=count, help=f"requests (1..{MAX_COUNT})")
