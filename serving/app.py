@@ -118,7 +118,10 @@ def _install_health(app: FastAPI, state: ServiceState) -> None:
     )
     async def readyz() -> Response:
         reasons = await state.reasons()
-        return json_response({"ready": not reasons, "reasons": reasons}, 503 if reasons else 200)
+        body: dict[str, Any] = {"ready": not reasons, "reasons": reasons}
+        if warnings := state.warnings():
+            body["warnings"] = warnings
+        return json_response(body, 503 if reasons else 200)
 
     @app.get(
         "/metrics",

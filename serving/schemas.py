@@ -74,6 +74,10 @@ class OipErrorResponse(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     reasons: list[str]
+    """Why the service is not ready (empty when ready)."""
+    warnings: list[str] | None = None
+    """Conditions that do not flip readiness, e.g. a refused configuration file while the last
+    good one is served; absent when there are none."""
 
 
 PREDICT_ADAPTER: TypeAdapter[PredictRequest] = TypeAdapter(PredictRequest)

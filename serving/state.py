@@ -26,6 +26,9 @@ log = logging.getLogger("serving")
 
 ReadyCheck = Callable[[], Awaitable[str | None]]
 """An async check of a hard dependency: returns a reason when it is down, else None."""
+WarnCheck = Callable[[], str | None]
+"""A condition /readyz shows without flipping readiness (a refused configuration file while
+the last good one is served): a warning, else None."""
 
 
 class ServiceState:
@@ -46,6 +49,7 @@ class ServiceState:
         self.loaded = asyncio.Event()
         """Set once the predictor is ready (for background tasks that need it)."""
         self.ready_checks: list[ReadyCheck] = []
+        self.warn_checks: list[WarnCheck] = []
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Long-running tasks (a queue consumer) started with the app; they should return
         soon after `draining` turns true, and are cancelled at shutdown otherwise."""
@@ -74,6 +78,9 @@ class ServiceState:
                 reasons.append(reason)
         metrics.READY.labels(self.settings.service).set(0 if reasons else 1)
         return reasons
+
+    def warnings(self) -> list[str]:
+        return [w for check in self.warn_checks if (w := check()) is not None]
 
     async def wait_for_model(self) -> Predictor | None:
         """The predictor once it is ready, for background work that needs it; None as soon as

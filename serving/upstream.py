@@ -141,6 +141,22 @@ class Outcome:
         }
 
 
+def positive_probability(name: str, prediction: dict[str, Any]) -> float:
+    """A one-vs-rest model's probability of its own class (the last label; "rest" is first)."""
+    probabilities = prediction.get("probabilities")
+    if not isinstance(probabilities, dict) or not probabilities:
+        raise Malformed(name, "a one-vs-rest model's `probabilities` are missing")
+    value = list(probabilities.values())[-1]
+    if not isinstance(value, int | float):
+        raise Malformed(name, "a probability is not a number")
+    return float(value)
+
+
+def positives(outcome: Outcome, n_rows: int) -> list[float]:
+    """Each row's positive-class probability from one backend (Malformed if it cannot say)."""
+    return [positive_probability(outcome.name, p) for p in outcome.predictions(n_rows)]
+
+
 class Relayed(ApiError):
     """A backend's 4xx, passed on unchanged (code, message, field) with its status; read
     from either error shape (serving/errors.py), answered in the proxy's."""

@@ -35,6 +35,7 @@ from serving.upstream import (
     Outcome,
     ProxySettings,
     fan_out,
+    positives,
     proxy_app,
     upstream_client,
 )
@@ -47,22 +48,6 @@ class ParallelSettings(ProxySettings):
     """JSON list of {"name", "url", "timeout"}; each name is the class its model detects."""
     aggregation: Literal["require_all", "best_effort"] = "require_all"
     """require_all: one backend missing is a 503 naming it; best_effort: 200, partial:true."""
-
-
-def positive_probability(name: str, prediction: dict[str, Any]) -> float:
-    """A one-vs-rest model's probability of its own class (the last label; "rest" is first)."""
-    probabilities = prediction.get("probabilities")
-    if not isinstance(probabilities, dict) or not probabilities:
-        raise Malformed(name, "a one-vs-rest model's `probabilities` are missing")
-    value = list(probabilities.values())[-1]
-    if not isinstance(value, int | float):
-        raise Malformed(name, "a probability is not a number")
-    return float(value)
-
-
-def positives(outcome: Outcome, n_rows: int) -> list[float]:
-    """Each row's positive-class probability from one backend (Malformed if it cannot say)."""
-    return [positive_probability(outcome.name, p) for p in outcome.predictions(n_rows)]
 
 
 def usable(outcomes: list[Outcome], n_rows: int) -> list[Outcome]:
