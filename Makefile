@@ -101,6 +101,7 @@ bench: ## web_single vs raw ASGI (wrk); async, batch, cache, fan-out, chain, bre
 	$(PY) -m bench.prediction_log --seconds $(SECONDS)
 	$(PY) -m bench.composition --seconds $(SECONDS)
 	$(PY) -m bench.circuit_breaker --seconds $(SECONDS)
+	$(PY) -m bench.hops --seconds $(SECONDS)
 	$(PY) -m bench.overload --seconds $(SECONDS)
 	$(PY) -m bench.monitoring
 

@@ -156,6 +156,12 @@ PATTERN_IMAGES = {
         "model-in-image:iris-ovr-versicolor",
         "model-in-image:iris-ovr-virginica",
     ),
+    "parameter_based": (
+        "serving",
+        "model-in-image:iris-ovr-setosa",
+        "model-in-image:iris-ovr-versicolor",
+        "model-in-image:iris-ovr-virginica",
+    ),
     "prediction_cache": ("serving", "redis", "model-in-image"),
     "circuit_breaker": ("serving", "model-in-image:iris-lr", "model-in-image"),
     "data_cache": ("serving", "batch", "redis", "postgres", "batch:digits-lr"),

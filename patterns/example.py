@@ -62,7 +62,7 @@ VOLATILE: list[tuple[re.Pattern[str], Replacement]] = [
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s)\b"), "<duration>"),
     # A model trained again (make models, the tests' data folder) is not bit-identical:
     # probabilities and confidences move in the 4th digit; labels and classes do not.
-    (re.compile(r'"probabilities"\s*:\s*\{[^{}]*\}'), _numbers_masked),
+    (re.compile(r'"(?:probabilities|scores)"\s*:\s*\{[^{}]*\}'), _numbers_masked),
     # ... the same probabilities as an OIP v2 FP32 output tensor
     (re.compile(r'"datatype":"FP32","shape":\[[\d,]*\],"data":\[[^\]]*\]'), _numbers_masked),
     # ... and its model.onnx has other bytes, so another sha256 (full, or 12 digits and …)

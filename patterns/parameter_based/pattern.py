@@ -52,6 +52,7 @@ PATTERN = Pattern(
     ),
     models=PARALLEL.models,
     entry="parameter-proxy",
+    public=("proxy",),  # parallel's own argmax proxy stays reachable beside this one
     smoke=Smoke(
         calls=(
             Call(

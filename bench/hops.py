@@ -1,0 +1,120 @@
+"""`make bench`, the routing proxies of the quality chapter: what one hop through the proxy
+costs, against the backend it calls measured directly in the same run.
+
+- parameter_based: the parameter proxy with one active class (setosa: one backend call per
+  request, so the hop is comparable with calling that backend directly), wrk (core 1, one iris
+  row) at 8 connections and at 1; per hop = proxy p50 - backend p50. With the book's defaults
+  (two active classes, called at once) the proxy's p50 is printed beside it: the fan-out costs
+  the slower of two calls, not their sum.
+
+Target (issue: quality chapter): at most 1 ms per hop at 8 connections. Servers share core 0
+(taskset), so at 8 connections the difference also holds queueing behind the other process's
+work; the one-connection figure is the hop alone.
+
+    python -m bench.hops [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.circuit_breaker import measure
+from bench.common import finish, post_script
+from bench.patterns import BODY, start, stop
+from bench.run import ROOT
+
+MODELS = ROOT / "data/models"
+CLASSES = ("setosa", "versicolor", "virginica")
+
+
+@contextmanager
+def ovr_backends() -> Iterator[dict[str, str]]:
+    """parallel's three one-vs-rest model servers; their URLs."""
+    with ExitStack() as stack:
+        urls = {}
+        for c in CLASSES:
+            proc, urls[c] = start(
+                "patterns.parallel.backend", {"MLSP_MODEL_DIR": str(MODELS / f"iris-ovr-{c}")}
+            )
+            stack.callback(stop, proc)
+        yield urls
+
+
+def hop(direct: str, proxied: str, seconds: int, lua: Path) -> dict[str, Any]:
+    """wrk at 8 connections and at 1, on the backend and through the proxy."""
+    out: dict[str, Any] = {}
+    for conns in (8, 1):
+        backend, proxy = measure(direct, seconds, lua, conns), measure(proxied, seconds, lua, conns)
+        out[f"c{conns}"] = {
+            "backend": backend,
+            "proxy": proxy,
+            "per_hop_ms": proxy["p50_ms"] - backend["p50_ms"],
+        }
+    return out
+
+
+def bench_parameter_based(seconds: int, lua: Path) -> dict[str, Any]:
+    with ovr_backends() as urls, tempfile.TemporaryDirectory() as tmp:
+        backends = [{"name": c, "url": urls[c], "timeout": 2.0} for c in CLASSES]
+        one = Path(tmp) / "one.yaml"
+        one.write_text("classes: {versicolor: {active: false}}\n")  # setosa only
+        env = {"MLSP_BACKENDS": json.dumps(backends), "MLSP_PARAMETERS_FILE": str(one)}
+        proc, url = start("patterns.parameter_based.proxy", env)
+        try:
+            result = hop(urls["setosa"], url, seconds, lua)
+        finally:
+            stop(proc)
+        book = {**env, "MLSP_PARAMETERS_FILE": str(Path(tmp) / "absent.yaml")}
+        proc, url = start("patterns.parameter_based.proxy", book)
+        try:
+            result["book_defaults_c1"] = measure(url, seconds, lua, 1)
+        finally:
+            stop(proc)
+    return result
+
+
+def report(name: str, r: dict[str, Any]) -> None:
+    print(f"  {name}: {'conns':>5} {'backend p50':>12} {'proxy p50':>10} {'per hop':>8}")
+    for conns in (8, 1):
+        x = r[f"c{conns}"]
+        print(
+            f"  {'':{len(name)}}  {conns:>5} {x['backend']['p50_ms']:>9.2f} ms "
+            f"{x['proxy']['p50_ms']:>7.2f} ms {x['per_hop_ms']:>5.2f} ms"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results/hops.json")
+    args = parser.parse_args(argv)
+    lua = post_script(BODY)
+    try:
+        results = {"parameter_based": bench_parameter_based(args.seconds, lua)}
+    finally:
+        lua.unlink()
+    print(f"\nrouting proxies, one iris row, {args.seconds} s per run")
+    pb = results["parameter_based"]
+    report("parameter_based (one active class)", pb)
+    print(f"  parameter_based, book defaults (2 classes at once), 1 conn: "
+          f"p50 {pb['book_defaults_c1']['p50_ms']:.2f} ms")  # fmt: skip
+    bad = sum(
+        x[side]["non_2xx"] + x[side]["socket_errors"]
+        for x in (pb["c8"], pb["c1"])
+        for side in ("backend", "proxy")
+    )
+    targets = {
+        "parameter_based<=1ms/hop@8": pb["c8"]["per_hop_ms"] <= 1.0,
+        "no_errors": bad == 0,
+    }
+    return finish(results, targets, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
