@@ -48,7 +48,10 @@ makes throwaway values. An overlay must not render a Secret: its values would be
 GENERATED = "ml-system-patterns/generated"
 """Label of every ConfigMap (set by the kustomizations' generatorOptions): each one comes from
 a configMapGenerator, so its name carries a hash of its content, a change makes a new one
-and rolls the pods that read it, and `make deploy` prunes the ones nothing reads any more."""
+and rolls the pods that read it, and `make deploy` prunes the ones nothing reads any more.
+The one exception is a file a service reloads while it runs (parameter_based's parameters,
+serving/hotconfig.py): its generator keeps the name (`disableNameSuffixHash`), so an edit
+updates the mounted file in place instead of rolling the pods."""
 
 
 def generated_secret_values() -> dict[tuple[str, str], str]:

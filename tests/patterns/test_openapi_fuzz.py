@@ -59,6 +59,7 @@ SERVICES = {
     "batch_inference": ["api"],
     "prediction_log": ["api", "log-writer"],
     "circuit_breaker": ["proxy"],
+    "parameter_based": ["parameter-proxy"],
 }
 
 
