@@ -16,7 +16,8 @@ after every swap; a poll sees the same bytes a reader would, on any volume, in p
   /readyz `warnings`, which never flips readiness: the process still serves the last good
   configuration, which is better than none.
 - At start-up there is no last good one: an invalid file stops the process (a new pod never
-  serves what nobody checked), and a missing file means every parameter takes its default.
+  serves what nobody checked), and a missing file means every parameter takes its default
+  (or, when the model has no usable defaults, `required`, stops it too).
 
 Every configuration is known by a short hash of its canonical form (`digest`), which the
 services put in their answers and log lines, so any answer can be traced to what steered it.
@@ -110,6 +111,7 @@ class WatchedFile(Generic[M]):
         name: str,
         interval: float = 1.0,
         check: Callable[[M], None] | None = None,
+        required: bool = False,
     ) -> None:
         self.path = path
         self.model = model
@@ -117,8 +119,11 @@ class WatchedFile(Generic[M]):
         self.interval = interval
         self.check = check
         """Validation beyond the model's own (e.g. names that must exist): raises ValueError."""
-        self.current: M = self._validate(b"")
-        self.digest = digest_of(self.current)
+        self.required = required
+        """The file must exist at start-up (the model has no usable defaults)."""
+        self.current: M
+        """The configuration being served (set by `load`)."""
+        self.digest = ""
         self.source = "defaults"
         """What the current configuration came from: `defaults` (no file) or the file."""
         self.error: str | None = None
@@ -143,7 +148,12 @@ class WatchedFile(Generic[M]):
     def load(self) -> M:
         """The first read, at start-up: ConfigInvalid stops the process; no file: defaults."""
         raw = self._read()
-        if raw is not None:
+        if raw is None and self.required:
+            raise ConfigInvalid(f"{self.path} is missing")
+        if raw is None:
+            self.current = self._validate(b"")
+            self.digest = digest_of(self.current)
+        else:
             self._apply(raw, self._validate(raw))
         INFO.labels(self.name, self.digest).set(1)
         VALID.labels(self.name).set(1)
@@ -157,7 +167,7 @@ class WatchedFile(Generic[M]):
         old = self.digest
         self.current, self.digest = config, digest_of(config)
         self.source, self.error, self._seen = str(self.path), None, raw
-        if old != self.digest:
+        if old and old != self.digest:
             INFO.labels(self.name, old).set(0)
         INFO.labels(self.name, self.digest).set(1)
 

@@ -328,21 +328,23 @@ def proxy_app(
     limit: int | None = None,
     content: Mapping[str, Any] | None = None,
     extend: Callable[[FastAPI, ServiceState], None] | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A service with no model whose POST routes (path -> (summary, handler)) call others.
 
     The routes sit behind the same middleware as every server (request id, deadline and
     overload admission, metrics, access log); the body is read with the size limit first.
     `content`: the OpenAPI request body by media type (default: the shared API's rows schema);
-    `extend(app, state)` adds routes, readiness checks or start-up tasks after them.
+    `extend(app, state)` adds routes, readiness checks or start-up tasks after them;
+    `limits`: a body size limit per path, where one differs from `limit` (an image route).
     """
     doc = body_doc(rows=True)
     if content is not None:
         doc["requestBody"]["content"] = dict(content)
 
-    def endpoint(handle: ProxyHandler) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(handle: ProxyHandler, size: int) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
-            body = await read_body(request, limit or settings.max_body_bytes)
+            body = await read_body(request, size)
             budget = Budget.from_request(request, settings.default_budget_ms / 1000)
             return await handle(request, body, budget)
 
@@ -352,7 +354,7 @@ def proxy_app(
         for path, (summary, handle) in routes.items():
             app.add_api_route(
                 path,
-                endpoint(handle),
+                endpoint(handle, (limits or {}).get(path, limit or settings.max_body_bytes)),
                 methods=["POST"],
                 tags=["predict"],
                 summary=summary,

@@ -24,6 +24,7 @@ from training.settings import TrainingSettings
 SERVED_MODELS = (
     "iris-svc",
     "iris-lr",
+    "iris-rf",
     "iris-ocsvm",
     "digits-lr",
     "digits-svc",
