@@ -47,12 +47,13 @@ FIFTY = (
 
 PROCESS_ENV = {
     "log-writer": {
-        "MLSP_BATCH_WAIT_SECONDS": "5",
+        "MLSP_BATCH_WAIT_SECONDS": "15",
         "MLSP_CLAIM_MIN_IDLE_SECONDS": "2",
         "MLSP_CLAIM_INTERVAL_SECONDS": "1",
     }
 }
-"""Demo settings: a batch waits 5 s to fill up (so the writer can be killed holding one), and
+"""Demo settings: a batch waits 15 s to fill up (so the writer can be killed holding one, even
+on a machine busy enough to take seconds between the steps that lead there), and
 a dead writer's entries are taken over after 2 s idle, not 30."""
 
 VOLATILE = [
