@@ -7,6 +7,10 @@ costs, against the backend it calls measured directly in the same run.
   (two active classes, called at once) the proxy's p50 is printed beside it: the fan-out costs
   the slower of two calls, not their sum.
 
+- condition_based: the router with the shipped rules before iris-svc, iris-rf and digits-lr;
+  a request pinned to iris-rf (`?model=iris-rf`: the same rule whatever the hour) against
+  iris-rf called directly, at 8 connections and at 1.
+
 Target (issue: quality chapter): at most 1 ms per hop at 8 connections. Servers share core 0
 (taskset), so at 8 connections the difference also holds queueing behind the other process's
 work; the one-connection figure is the hop alone.
@@ -24,10 +28,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.circuit_breaker import measure
 from bench.common import finish, post_script
 from bench.patterns import BODY, start, stop
-from bench.run import ROOT
+from bench.run import ROOT, wrk
 
 MODELS = ROOT / "data/models"
 CLASSES = ("setosa", "versicolor", "virginica")
@@ -46,8 +49,14 @@ def ovr_backends() -> Iterator[dict[str, str]]:
         yield urls
 
 
+def measure(url: str, seconds: int, lua: Path, connections: int) -> dict[str, float]:
+    """wrk on the full `url` (a warm-up, then the run)."""
+    wrk(url, connections, min(2, seconds), lua)
+    return wrk(url, connections, seconds, lua)
+
+
 def hop(direct: str, proxied: str, seconds: int, lua: Path) -> dict[str, Any]:
-    """wrk at 8 connections and at 1, on the backend and through the proxy."""
+    """wrk at 8 connections and at 1, on the backend and through the proxy (full URLs)."""
     out: dict[str, Any] = {}
     for conns in (8, 1):
         backend, proxy = measure(direct, seconds, lua, conns), measure(proxied, seconds, lua, conns)
@@ -67,16 +76,32 @@ def bench_parameter_based(seconds: int, lua: Path) -> dict[str, Any]:
         env = {"MLSP_BACKENDS": json.dumps(backends), "MLSP_PARAMETERS_FILE": str(one)}
         proc, url = start("patterns.parameter_based.proxy", env)
         try:
-            result = hop(urls["setosa"], url, seconds, lua)
+            result = hop(f"{urls['setosa']}/predict", f"{url}/predict", seconds, lua)
         finally:
             stop(proc)
         book = {**env, "MLSP_PARAMETERS_FILE": str(Path(tmp) / "absent.yaml")}
         proc, url = start("patterns.parameter_based.proxy", book)
         try:
-            result["book_defaults_c1"] = measure(url, seconds, lua, 1)
+            result["book_defaults_c1"] = measure(f"{url}/predict", seconds, lua, 1)
         finally:
             stop(proc)
     return result
+
+
+def bench_condition_based(seconds: int, lua: Path) -> dict[str, Any]:
+    with ExitStack() as stack:
+        urls = {}
+        for m in ("iris-svc", "iris-rf", "digits-lr"):
+            proc, urls[m] = start(
+                "patterns.condition_based.backend", {"MLSP_MODEL_DIR": str(MODELS / m)}
+            )
+            stack.callback(stop, proc)
+        backends = [{"name": m, "url": u, "timeout": 10.0} for m, u in urls.items()]
+        routes = ROOT / "manifests/patterns/condition_based/routes.yaml"
+        env = {"MLSP_BACKENDS": json.dumps(backends), "MLSP_ROUTES_FILE": str(routes)}
+        proc, url = start("patterns.condition_based.router", env)
+        stack.callback(stop, proc)
+        return hop(f"{urls['iris-rf']}/predict", f"{url}/predict?model=iris-rf", seconds, lua)
 
 
 def report(name: str, r: dict[str, Any]) -> None:
@@ -96,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lua = post_script(BODY)
     try:
-        results = {"parameter_based": bench_parameter_based(args.seconds, lua)}
+        results = {
+            "parameter_based": bench_parameter_based(args.seconds, lua),
+            "condition_based": bench_condition_based(args.seconds, lua),
+        }
     finally:
         lua.unlink()
     print(f"\nrouting proxies, one iris row, {args.seconds} s per run")
@@ -104,13 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     report("parameter_based (one active class)", pb)
     print(f"  parameter_based, book defaults (2 classes at once), 1 conn: "
           f"p50 {pb['book_defaults_c1']['p50_ms']:.2f} ms")  # fmt: skip
+    cb = results["condition_based"]
+    report("condition_based (pinned to iris-rf)", cb)
     bad = sum(
         x[side]["non_2xx"] + x[side]["socket_errors"]
-        for x in (pb["c8"], pb["c1"])
+        for x in (pb["c8"], pb["c1"], cb["c8"], cb["c1"])
         for side in ("backend", "proxy")
     )
     targets = {
         "parameter_based<=1ms/hop@8": pb["c8"]["per_hop_ms"] <= 1.0,
+        "condition_based<=1ms/hop@8": cb["c8"]["per_hop_ms"] <= 1.0,
         "no_errors": bad == 0,
     }
     return finish(results, targets, args.out)

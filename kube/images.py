@@ -133,6 +133,7 @@ MODEL_IMAGES = {
     "model-in-image:digits-svc": ModelImage("serving", "digits-svc"),
     "model-in-image:iris-ocsvm": ModelImage("serving", "iris-ocsvm"),
     "model-in-image:iris-lr": ModelImage("serving", "iris-lr"),
+    "model-in-image:iris-rf": ModelImage("serving", "iris-rf"),
     "model-in-image:iris-ovr-setosa": ModelImage("serving", "iris-ovr-setosa"),
     "model-in-image:iris-ovr-versicolor": ModelImage("serving", "iris-ovr-versicolor"),
     "model-in-image:iris-ovr-virginica": ModelImage("serving", "iris-ovr-virginica"),
@@ -155,6 +156,12 @@ PATTERN_IMAGES = {
         "model-in-image:iris-ovr-setosa",
         "model-in-image:iris-ovr-versicolor",
         "model-in-image:iris-ovr-virginica",
+    ),
+    "condition_based": (
+        "serving",
+        "model-in-image",
+        "model-in-image:iris-rf",
+        "model-in-image:digits-lr",
     ),
     "parameter_based": (
         "serving",
