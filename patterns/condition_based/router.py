@@ -9,11 +9,12 @@ serving (validated, then swapped: serving/hotconfig.py), and explained: GET /rou
 answers which rule a request with these headers, query and content type would hit, and why
 each earlier rule did not; `?at=HH:MM` evaluates it at another local time.
 
-POST /predict (rows) and POST /predict/image (a PNG or JPEG) are sent, body and content type
-unchanged, to the same path of the chosen backend; the backend's answer comes back as it is,
-with `X-Routed-To` (backend) and `X-Route-Rule` (rule). A backend that is down or slow is a
-503 (504 past the request's budget) naming it: no silent fallback to another model, whose
-answer the client did not ask for.
+POST /predict (rows) and POST /predict/image (a PNG or JPEG, or rows) are sent, body and
+content type unchanged, to the chosen backend's /predict/image for an image, else /predict;
+an image routed to a model that takes none is a 415 naming the rule. The backend's answer
+comes back as it is, with `X-Routed-To` (backend) and `X-Route-Rule` (rule). A backend that
+is down or slow is a 503 (504 past the request's budget) naming it: no silent fallback to
+another model, whose answer the client did not ask for.
 
     MLSP_BACKENDS='[{"name":"iris-svc","url":"http://127.0.0.1:8001"}, ...]' \\
         MLSP_ROUTES_FILE=manifests/patterns/condition_based/routes.yaml \\
@@ -33,9 +34,10 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from patterns.condition_based.rules import Facts, Routes, media_type, route
-from serving.errors import BadRequest, DeadlineExceeded, Unavailable
+from serving.errors import BadRequest, DeadlineExceeded, Unavailable, UnsupportedMediaType
 from serving.hotconfig import ConfigInvalid, WatchedFile
 from serving.inference import body_doc, json_response
+from serving.schemas import ErrorResponse
 from serving.state import ServiceState
 from serving.upstream import Backend, Budget, ProxySettings, call, proxy_app, upstream_client
 
@@ -109,14 +111,19 @@ class Router:
 
     async def forward(self, request: Request, body: bytes, budget: Budget) -> Response:
         routes, digest = self.routes.current, self.routes.digest
-        rule, _ = route(routes, facts_of(request, self.now(routes)))
+        facts = facts_of(request, self.now(routes))
+        rule, _ = route(routes, facts)
         backend = self.backends[rule.backend]
+        # rows go to the model's /predict, an image to its /predict/image, whichever route
+        # the client used (the middleware already refuses an image on /predict)
+        image = (facts.content_type or "").startswith("image/")
+        path = "/predict/image" if image else "/predict"
         scope_state = request.scope["state"]
         scope_state["log_extra"].update(rule=rule.name, routed_to=backend.name, routes=digest)
         outcome = await call(
             self.client,
             backend,
-            request.url.path,
+            path,
             budget=budget,
             request_id=scope_state["request_id"],
             content=body,
@@ -126,6 +133,12 @@ class Router:
         headers = {"X-Routed-To": backend.name, "X-Route-Rule": rule.name}
         if outcome.client_error:
             raise outcome.as_error()
+        if image and outcome.status == 404:  # a model server without an image route
+            raise UnsupportedMediaType(
+                f"rule {rule.name} routes to {backend.name}, which takes no images",
+                field="Content-Type",
+                rule=rule.name,
+            )
         if not outcome.ok or outcome.body is None:
             if outcome.out_of_budget:
                 raise DeadlineExceeded(f"the deadline passed while waiting for {backend.name}")
@@ -158,6 +171,7 @@ class Router:
             "/routes/explain",
             tags=["routing"],
             summary="The rule a request with these headers, query and content type would hit",
+            responses={400: {"model": ErrorResponse}},
             description="Send the headers and query parameters the real request would carry; "
             "`at` (HH:MM in the rules' zone, or an ISO datetime) evaluates at another time.",
         )

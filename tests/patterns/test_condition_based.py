@@ -182,6 +182,16 @@ def test_the_router_sends_each_request_where_its_rule_says_under_a_fake_clock(
             assert resp.status_code == 200, resp.text
             assert resp.json()["model"]["name"] == "digits-lr"
             assert resp.headers["x-route-rule"] == "images"
+            # an image a rule sends to a model without an image route: 415 naming the rule
+            resp = await client.post(
+                "/predict/image",
+                content=png,
+                headers={"Content-Type": "image/png", "X-Target": "mountain"},
+            )
+            assert resp.status_code == 415, resp.text
+            assert resp.json()["error"]["rule"] == "mountain"
+            # rows on the image route go to the model's /predict
+            assert (await client.post("/predict/image", json=ROW)).status_code == 200
             # explain takes the request's own headers, and another local time
             explained = (
                 await client.get(

@@ -60,6 +60,7 @@ SERVICES = {
     "prediction_log": ["api", "log-writer"],
     "circuit_breaker": ["proxy"],
     "parameter_based": ["parameter-proxy"],
+    "condition_based": ["router"],
 }
 
 
