@@ -163,6 +163,7 @@ PATTERN_IMAGES = {
         "model-in-image:iris-rf",
         "model-in-image:digits-lr",
     ),
+    "shadow_ab": ("serving", "batch", "postgres", "model-in-image", "model-in-image:iris-rf"),
     "parameter_based": (
         "serving",
         "model-in-image:iris-ovr-setosa",

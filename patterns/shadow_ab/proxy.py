@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import html
 import sys
@@ -104,6 +105,7 @@ class ShadowProxy:
         self.inflight = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.thresholds = shadowlog.Thresholds(min_pairs=settings.shadow_min_pairs)
+        self._report: tuple[float, dict[str, Any]] | None = None
 
     def _start_shadow(self, body: bytes, rid: str, primary: asyncio.Future[Outcome]) -> str:
         if not sampled(rid, self.s.shadow_percent):
@@ -163,7 +165,12 @@ class ShadowProxy:
             raise Unavailable(f"primary failed: {outcome.error}", dependency="primary")
         return json_response(outcome.body, headers={"X-Shadow": shadowed})
 
-    async def report(self) -> dict[str, Any]:
+    async def report(self, max_age: float = 0.0) -> dict[str, Any]:
+        """The report over the window; one computed less than `max_age` seconds ago is reused
+        (a page reloaded in a loop must not recompute a 200,000-row window each time)."""
+        cached = self._report
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return copy.deepcopy(cached[1])
         since = time.time() - self.s.shadow_window_seconds
 
         def compute(db: Db) -> dict[str, Any]:
@@ -178,15 +185,20 @@ class ShadowProxy:
             shadowlog.GAUGES["error_rate"].labels(self.s.service).set(out["shadow_error_rate"])
         shadowlog.GAUGES["go"].labels(self.s.service).set(int(out["verdict"] == "go"))
         shadowlog.GAUGES["pairs"].labels(self.s.service).set(out["pairs"])
+        if max_age > 0:  # only what a reader asked for is reused by the next reader
+            self._report = (time.monotonic(), out)
+            return copy.deepcopy(out)
         return out
 
     async def refresh_gauges(self, state: ServiceState) -> None:
         while not state.draining:
             with contextlib.suppress(Unavailable):  # soft: the report route says so if asked
                 await self.report()
-            due = time.monotonic() + self.s.shadow_report_seconds
-            while not state.draining and time.monotonic() < due:  # stop soon at shutdown
-                await asyncio.sleep(min(0.25, self.s.shadow_report_seconds))
+            ticks = max(1, int(self.s.shadow_report_seconds / 0.25))
+            for _ in range(ticks):  # in short sleeps: stop soon at shutdown
+                if state.draining:
+                    break
+                await asyncio.sleep(self.s.shadow_report_seconds / ticks)
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
         state.background.append(lambda: self.writer.run(lambda: state.draining))
@@ -199,7 +211,7 @@ class ShadowProxy:
             responses={200: {"content": {"text/html": {}}}},
         )
         async def shadow_report(request: Request, format: str | None = None) -> Response:
-            body = await self.report()
+            body = await self.report(max_age=1.0)
             accept = request.headers.get("accept", "")
             if format == "html" or (format is None and "text/html" in accept):
                 return HTMLResponse(report_html(body))

@@ -61,6 +61,7 @@ SERVICES = {
     "circuit_breaker": ["proxy"],
     "parameter_based": ["parameter-proxy"],
     "condition_based": ["router"],
+    "shadow_ab": ["proxy"],
 }
 
 
