@@ -321,6 +321,13 @@ ProxyHandler = Callable[[Request, bytes, Budget], Awaitable[Response]]
 """(request, body already size-checked, the request's budget) -> the response."""
 
 
+class FanOutSettings(ProxySettings):
+    """A proxy before a list of named backends (parallel, parameter_based, condition_based)."""
+
+    backends: list[Backend] = Field(min_length=1)
+    """JSON list of {"name", "url", "timeout"}: the services this proxy may call."""
+
+
 def proxy_app(
     settings: ProxySettings,
     routes: Mapping[str, tuple[str, ProxyHandler]],

@@ -39,16 +39,14 @@ from serving.hotconfig import ConfigInvalid, WatchedFile
 from serving.inference import body_doc, json_response
 from serving.schemas import ErrorResponse
 from serving.state import ServiceState
-from serving.upstream import Backend, Budget, ProxySettings, call, proxy_app, upstream_client
+from serving.upstream import Budget, FanOutSettings, call, proxy_app, upstream_client
 
 PATTERN = "condition_based"
 Clock = Callable[[], datetime]
 """Now, timezone-aware (tests pass their own)."""
 
 
-class RouterSettings(ProxySettings):
-    backends: list[Backend] = Field(min_length=1)
-    """JSON list of {"name", "url", "timeout"}: the models the rules may name."""
+class RouterSettings(FanOutSettings):
     routes_file: Path = Path("manifests/patterns/condition_based/routes.yaml")
     """The rules (YAML), required: reloaded when the file changes; at start-up a missing or
     invalid file, or a rule naming an unknown backend, stops the process."""

@@ -24,16 +24,14 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import Field
 
 from serving.errors import DeadlineExceeded, Unavailable
 from serving.inference import json_response, parse_instances
 from serving.upstream import (
-    Backend,
     Budget,
+    FanOutSettings,
     Malformed,
     Outcome,
-    ProxySettings,
     fan_out,
     positives,
     proxy_app,
@@ -43,9 +41,7 @@ from serving.upstream import (
 PATTERN = "parallel"
 
 
-class ParallelSettings(ProxySettings):
-    backends: list[Backend] = Field(min_length=1)
-    """JSON list of {"name", "url", "timeout"}; each name is the class its model detects."""
+class ParallelSettings(FanOutSettings):
     aggregation: Literal["require_all", "best_effort"] = "require_all"
     """require_all: one backend missing is a 503 naming it; best_effort: 200, partial:true."""
 

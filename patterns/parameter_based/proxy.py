@@ -43,9 +43,8 @@ from serving.hotconfig import ConfigInvalid, WatchedFile
 from serving.inference import json_response, parse_instances
 from serving.state import ServiceState
 from serving.upstream import (
-    Backend,
     Budget,
-    ProxySettings,
+    FanOutSettings,
     fan_out,
     positives,
     proxy_app,
@@ -108,9 +107,7 @@ class Parameters(BaseModel):
         return self.activate_all and (params is None or params.active is not False)
 
 
-class ParameterSettings(ProxySettings):
-    backends: list[Backend] = Field(min_length=1)
-    """JSON list of {"name", "url", "timeout"}; each name is the class its model detects."""
+class ParameterSettings(FanOutSettings):
     parameters_file: Path = Path("data/parameter_based/parameters.yaml")
     """The parameters (YAML): thresholds and switches, reloaded when the file changes (a
     missing file: every parameter takes its default; invalid at start-up: the process stops)."""
