@@ -164,6 +164,7 @@ PATTERN_IMAGES = {
         "model-in-image:digits-lr",
     ),
     "shadow_ab": ("serving", "batch", "postgres", "model-in-image", "model-in-image:iris-rf"),
+    "online_ab": ("serving", "monitor", "postgres", "model-in-image", "model-in-image:iris-rf"),
     "parameter_based": (
         "serving",
         "model-in-image:iris-ovr-setosa",

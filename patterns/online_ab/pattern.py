@@ -12,9 +12,9 @@ from patterns import smoke
 from patterns.declare import Call, Pattern, Process, Smoke, Verdict
 
 DATABASE = "sqlite:///{data}/online_ab.db"
-EXPERIMENT_FILE = "manifests/patterns/online_ab/experiment.yaml"
-"""Locally the overlay's own file (processes start at the repository root); on Kubernetes the
-ConfigMap online-ab-experiment made from it, mounted as a folder."""
+EXPERIMENT_FILE = "{data}/online_ab/experiment.yaml"
+"""Locally a file in the data folder (absent: the book's 60/40 experiment, the defaults); on
+Kubernetes the ConfigMap online-ab-experiment, mounted as a folder."""
 
 
 def assigned(out: Mapping[str, Any]) -> Verdict:

@@ -114,8 +114,9 @@ class AbSettings(ProxySettings, DbSettings):
     """Base URL of variant B (the challenger)."""
     variant_timeout_ms: int = Field(2_000, ge=1, le=30_000)
     """Longest a call to a variant may take (less when the request's budget is shorter)."""
-    experiment_file: Path = Path("manifests/patterns/online_ab/experiment.yaml")
-    """The experiment (YAML), reloaded when it changes; required at start-up."""
+    experiment_file: Path = Path("data/online_ab/experiment.yaml")
+    """The experiment (YAML), reloaded when it changes; while it does not exist, every field
+    takes its default (the book's 60/40 experiment); invalid at start-up, the process stops."""
     experiment_reload_seconds: float = Field(1.0, gt=0, le=300)
     """How often the experiment file is read for a change."""
     ab_error_window: int = Field(200, ge=10, le=100_000)
@@ -148,7 +149,6 @@ class OnlineAb:
             Experiment,
             name="experiment",
             interval=settings.experiment_reload_seconds,
-            required=True,
         )
         self.experiment.load()  # ConfigInvalid: the process does not start
         self.store = Store(settings, service=settings.service, name="ab_tables")

@@ -62,6 +62,7 @@ SERVICES = {
     "parameter_based": ["parameter-proxy"],
     "condition_based": ["router"],
     "shadow_ab": ["proxy"],
+    "online_ab": ["proxy"],
 }
 
 
