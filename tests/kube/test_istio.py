@@ -49,3 +49,88 @@ def test_durations_are_istio_durations_and_no_overlay_includes_the_component() -
         text = kustomization.read_text()
         body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
         assert "components/istio" not in body, kustomization
+
+
+# The book's mesh objects for the quality chapter's traffic patterns, one optional component
+# each (no overlay includes them: the project's proxies carry the mechanism), and the Gateway
+# API form of condition_based's header and query rules.
+MESH = {
+    "istio-shadow-ab": "shadow_ab",
+    "istio-online-ab": "online_ab",
+    "istio-condition-based": "condition_based",
+    "gateway-api-condition-based": "condition_based",
+}
+
+
+def services_of(pattern: str) -> set[str]:
+    overlay = manifests.load(manifests.render(manifests.MANIFESTS / "patterns" / pattern))
+    return {d["metadata"]["name"] for d in overlay if d["kind"] == "Service"}
+
+
+def hosts(doc: dict) -> set[str]:
+    """Every Service a VirtualService or HTTPRoute names."""
+    found: set[str] = set()
+    spec = doc["spec"]
+    found |= set(spec.get("hosts") or [])
+    for rule in spec.get("http") or []:
+        for route in rule.get("route") or []:
+            found.add(route["destination"]["host"])
+        if "mirror" in rule:
+            found.add(rule["mirror"]["host"])
+    for rule in spec.get("rules") or []:
+        found |= {ref["name"] for ref in rule.get("backendRefs") or []}
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("component", sorted(MESH))
+def test_each_mesh_object_names_services_its_overlay_has(component: str) -> None:
+    (doc,) = manifests.load(manifests.render_component(component))
+    assert doc["metadata"]["namespace"] == manifests.NAMESPACE
+    assert hosts(doc) <= services_of(MESH[component]), hosts(doc) - services_of(MESH[component])
+
+
+def test_the_mesh_objects_are_the_books() -> None:
+    def one(component: str, name: str) -> dict:
+        (doc,) = yaml.safe_load_all(
+            (manifests.MANIFESTS / "components" / component / name).read_text()
+        )
+        return doc
+
+    shadow = one("istio-shadow-ab", "virtualservice.yaml")
+    assert shadow["apiVersion"] == "networking.istio.io/v1"
+    (rule,) = shadow["spec"]["http"]
+    assert rule["mirror"]["host"] == "shadow-ab-shadow" and rule["mirrorPercentage"]["value"] == 100
+    ab = one("istio-online-ab", "virtualservice.yaml")
+    (split,) = ab["spec"]["http"]
+    assert [r["weight"] for r in split["route"]] == [60, 40]  # the book's split
+    condition = one("istio-condition-based", "virtualservice.yaml")
+    first = condition["spec"]["http"][0]
+    assert first["match"][0]["headers"] == {"x-target": {"exact": "mountain"}}
+    # the HTTPRoute mirrors routes.yaml's header and query rules, in order, then the default
+    routes = yaml.safe_load(
+        (manifests.MANIFESTS / "patterns/condition_based/routes.yaml").read_text()
+    )
+    route = one("gateway-api-condition-based", "httproute.yaml")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    expected = [
+        (r["when"].get("header"), r["when"].get("query"), f"condition-based-{r['backend']}")
+        for r in routes["rules"]
+        if r.get("when", {}).get("header") or r.get("when", {}).get("query")
+    ]
+    got = [
+        (
+            {h["name"]: h["value"] for h in r["matches"][0].get("headers", [])} or None,
+            {q["name"]: q["value"] for q in r["matches"][0].get("queryParams", [])} or None,
+            r["backendRefs"][0]["name"],
+        )
+        for r in route["spec"]["rules"]
+        if r.get("matches")
+    ]
+    assert got == expected
+    default = route["spec"]["rules"][-1]
+    assert "matches" not in default
+    assert default["backendRefs"][0]["name"] == f"condition-based-{routes['rules'][-1]['backend']}"
+    for kustomization in (manifests.MANIFESTS / "patterns").glob("*/kustomization.yaml"):
+        body = "\n".join(line.split("#", 1)[0] for line in kustomization.read_text().splitlines())
+        assert not any(f"components/{c}" in body for c in MESH), kustomization
