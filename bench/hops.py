@@ -18,6 +18,11 @@ costs, against the backend it calls measured directly in the same run.
   reports p50/p75/p90/p99, so the stricter p99 is held to it (the client never waits for the
   shadow).
 
+- shadow_ab's hop: the proxy with nothing shadowed (MLSP_SHADOW_PERCENT=0), and with every
+  request shadowed to an identical model (the pair recorded), against the primary directly.
+- online_ab's hop: both variants iris-svc, requests without X-User-ID (assigned by request
+  id, an exposure written per request), against iris-svc directly.
+
 Target (issue: quality chapter): at most 1 ms per hop at 8 connections. Servers share core 0
 (taskset), so at 8 connections the difference also holds queueing behind the other process's
 work; the one-connection figure is the hop alone.
@@ -138,6 +143,47 @@ def bench_shadow_ab(seconds: int, lua: Path) -> dict[str, Any]:
     }
 
 
+def bench_shadow_hop(seconds: int, lua: Path) -> dict[str, Any]:
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        urls = {}
+        for name in ("primary", "shadow"):
+            env = {"MLSP_MODEL_DIR": str(MODELS / "iris-svc")}
+            proc, urls[name] = start("patterns.shadow_ab.backend", env)
+            stack.callback(stop, proc)
+        out = {}
+        for label, percent in (("none_shadowed", "0"), ("all_shadowed", "100")):
+            env = {
+                "MLSP_PRIMARY_URL": urls["primary"],
+                "MLSP_SHADOW_URL": urls["shadow"],
+                "MLSP_SHADOW_PERCENT": percent,
+                "MLSP_DATABASE_URL": f"sqlite:///{tmp}/{label}.db",
+            }
+            proc, url = start("patterns.shadow_ab.proxy", env)
+            try:
+                out[label] = hop(f"{urls['primary']}/predict", f"{url}/predict", seconds, lua)
+            finally:
+                stop(proc)
+        return out
+
+
+def bench_online_ab_hop(seconds: int, lua: Path) -> dict[str, Any]:
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        urls = {}
+        for name in ("a", "b"):
+            env = {"MLSP_MODEL_DIR": str(MODELS / "iris-svc")}
+            proc, urls[name] = start("patterns.online_ab.backend", env)
+            stack.callback(stop, proc)
+        env = {
+            "MLSP_VARIANT_A_URL": urls["a"],
+            "MLSP_VARIANT_B_URL": urls["b"],
+            "MLSP_EXPERIMENT_FILE": f"{tmp}/absent.yaml",
+            "MLSP_DATABASE_URL": f"sqlite:///{tmp}/ab.db",
+        }
+        proc, url = start("patterns.online_ab.proxy", env)
+        stack.callback(stop, proc)
+        return hop(f"{urls['a']}/predict", f"{url}/predict", seconds, lua)
+
+
 def report(name: str, r: dict[str, Any]) -> None:
     print(f"  {name}: {'conns':>5} {'backend p50':>12} {'proxy p50':>10} {'per hop':>8}")
     for conns in (8, 1):
@@ -159,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             "parameter_based": bench_parameter_based(args.seconds, lua),
             "condition_based": bench_condition_based(args.seconds, lua),
             "shadow_ab": bench_shadow_ab(args.seconds, lua),
+            "shadow_ab_hop": bench_shadow_hop(args.seconds, lua),
+            "online_ab_hop": bench_online_ab_hop(args.seconds, lua),
         }
     finally:
         lua.unlink()
@@ -180,10 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         f" ms, client through the proxy p99 {sh['client_c8']['p99_ms']:.2f} ms "
         f"(+{sh['p99_over_primary_ms']:.2f} ms)"
     )
+    for label, r in results["shadow_ab_hop"].items():
+        report(f"shadow_ab ({label.replace('_', ' ')})", r)
+    report("online_ab (an exposure written per request)", results["online_ab_hop"])
     targets = {
         "parameter_based<=1ms/hop@8": pb["c8"]["per_hop_ms"] <= 1.0,
         "condition_based<=1ms/hop@8": cb["c8"]["per_hop_ms"] <= 1.0,
         "shadow_ab_client_p99<=primary+50ms": sh["p99_over_primary_ms"] <= 50.0,
+        "shadow_ab<=1ms/hop@8": results["shadow_ab_hop"]["none_shadowed"]["c8"]["per_hop_ms"]
+        <= 1.0,
+        "online_ab<=1ms/hop@8": results["online_ab_hop"]["c8"]["per_hop_ms"] <= 1.0,
         "no_errors": bad == 0,
     }
     return finish(results, targets, args.out)

@@ -46,6 +46,7 @@ from serving.db import Db, DbSettings, Store
 from serving.errors import DeadlineExceeded, InvalidInput, NotFound, Unavailable
 from serving.hotconfig import ConfigInvalid, WatchedFile
 from serving.inference import json_response, parse_instances
+from serving.schemas import ErrorResponse
 from serving.state import ServiceState
 from serving.upstream import (
     Backend,
@@ -321,12 +322,21 @@ class OnlineAb:
         state.warn_checks.append(watched.warning)
         state.background.append(lambda: watched.watch(lambda: state.draining))
 
-        @app.post("/outcomes", tags=["experiment"], summary="An outcome of a request or a user")
+        errors: dict[int | str, dict[str, Any]] = {
+            c: {"model": ErrorResponse} for c in (400, 404, 413, 422, 503)
+        }
+
+        @app.post(
+            "/outcomes",
+            tags=["experiment"],
+            summary="An outcome of a request or a user",
+            responses=errors,
+        )
         async def outcomes(body: OutcomeIn) -> Response:
             return await self.outcome(body)
 
         @app.get("/ab/report", tags=["experiment"], summary="Per variant: outcome, difference, p",
-                 responses={200: {"content": {"text/html": {}}}})  # fmt: skip
+                 responses={200: {"content": {"text/html": {}}}, 503: errors[503]})  # fmt: skip
         async def ab_report(request: Request, format: str | None = None) -> Response:
             body = await self.report()
             if format == "html" or (

@@ -46,6 +46,7 @@ from serving import charts
 from serving.db import Db, DbSettings, Store
 from serving.errors import DeadlineExceeded, Unavailable
 from serving.inference import json_response, parse_instances
+from serving.schemas import ErrorResponse
 from serving.state import ServiceState
 from serving.upstream import (
     Backend,
@@ -208,7 +209,7 @@ class ShadowProxy:
             "/shadow/report",
             tags=["shadow"],
             summary="The shadow against the primary: agreement, |Δp|, latency, errors, verdict",
-            responses={200: {"content": {"text/html": {}}}},
+            responses={200: {"content": {"text/html": {}}}, 503: {"model": ErrorResponse}},
         )
         async def shadow_report(request: Request, format: str | None = None) -> Response:
             body = await self.report(max_age=1.0)
