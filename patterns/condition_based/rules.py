@@ -82,7 +82,8 @@ class Routes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = "UTC"
-    """The IANA zone local-time windows are read in."""
+    """The IANA zone local-time windows are read in (from the system's tz database, which the
+    Debian-based images carry: /usr/share/zoneinfo)."""
     rules: list[Rule] = Field(min_length=1)
 
     @field_validator("timezone")
