@@ -94,7 +94,7 @@ format: ## apply ruff's formatting and autofixes
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: ## web_single vs raw ASGI (wrk); async, batch, cache, fan-out, chain, breaker, overload and monitor figures vs baselines
+bench: ## web_single vs raw ASGI (wrk); async, batch, cache, fan-out, chain, breaker, routing hops, shadow, overload and monitor figures vs baselines
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json
 	$(PY) -m bench.run --seconds $(SECONDS)
 	$(PY) -m bench.patterns --seconds $(SECONDS)

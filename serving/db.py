@@ -1,4 +1,5 @@
-"""A database connection for the patterns that keep data in tables (batch_inference, data_cache).
+"""A database connection for the patterns that keep data in tables (batch_inference, data_cache,
+shadow_ab, online_ab), and a batch writer that keeps table writes off the request path.
 
 SQLite (the embedded local default, stdlib) or PostgreSQL (psycopg, the `postgres` extra, only in
 the images that need it). Plain DB-API rather than an ORM: a pattern has a handful of
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +26,7 @@ from serving.errors import ApiError, Unavailable
 from serving.settings import MlspSettings
 
 T = TypeVar("T")
+log = logging.getLogger("serving")
 
 
 class DbSettings(MlspSettings):
@@ -169,3 +173,70 @@ class Store:
             ) from None
         self._up.set(1)
         return result
+
+
+class BatchWriter:
+    """Rows from the request path to a table, off it: a bounded in-memory queue (full: the
+    row is dropped and `on_drop("full", n)` told, the request never waits) and a task that
+    inserts what it holds in one transaction every `linger` seconds or `batch` rows. The
+    table is created on first use (the database may come up after the service). A failed
+    write drops its rows (`on_drop("error", n)`): for records that must never block or fail
+    a request (shadow_ab's pairs, online_ab's exposures), not for data that must not be lost
+    (prediction_log uses a durable queue for that)."""
+
+    def __init__(
+        self,
+        store: Store,
+        schema: tuple[str, ...],
+        insert: str,
+        *,
+        on_drop: Callable[[str, int], None],
+        capacity: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.schema = schema
+        self.insert = insert
+        self.on_drop = on_drop
+        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(capacity)
+        self.schema_ready = False
+
+    def ensure(self, db: Db) -> None:
+        """The tables, created once per process."""
+        if not self.schema_ready:
+            db.create_schema(self.schema)
+            self.schema_ready = True
+
+    def put(self, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            try:
+                self.queue.put_nowait(row)
+            except asyncio.QueueFull:
+                self.on_drop("full", 1)
+
+    async def run(
+        self, stopping: Callable[[], bool], batch: int = 500, linger: float = 0.5
+    ) -> None:
+        """Until `stopping()` and nothing is left to write."""
+        while not (stopping() and self.queue.empty()):
+            rows: list[tuple[Any, ...]] = []
+            deadline = time.monotonic() + linger
+            while len(rows) < batch and (left := deadline - time.monotonic()) > 0:
+                try:
+                    rows.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
+            if rows:
+                await self.flush(rows)
+
+    async def flush(self, rows: list[tuple[Any, ...]]) -> None:
+        def write(db: Db) -> None:
+            self.ensure(db)
+            db.begin()
+            db.executemany(self.insert, rows)
+            db.commit()
+
+        try:
+            await self.store.run(write)
+        except Exception as exc:  # soft: count, say, go on
+            self.on_drop("error", len(rows))
+            log.warning("batch write failed", extra={"rows": len(rows), "error": repr(exc)})

@@ -25,7 +25,6 @@ Manifests: manifests/patterns/online_ab/ (proxy, variant-a, variant-b with HPAs,
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import html
@@ -42,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from patterns.online_ab import stats
 from serving import charts
-from serving.db import Db, DbSettings, Store
+from serving.db import BatchWriter, Db, DbSettings, Store
 from serving.errors import DeadlineExceeded, InvalidInput, NotFound, Unavailable
 from serving.hotconfig import ConfigInvalid, WatchedFile
 from serving.inference import json_response, parse_instances
@@ -60,7 +59,11 @@ from serving.upstream import (
 
 PATTERN = "online_ab"
 EXPOSURES = Counter("mlsp_ab_exposures", "Answers served, by variant.", ["service", "variant"])
-DROPPED = Counter("mlsp_ab_exposures_dropped", "Exposures the table did not take.", ["service"])
+DROPPED = Counter(
+    "mlsp_ab_exposures_dropped",
+    "Exposures not recorded, by reason (full: the write queue; error: the table).",
+    ["service", "reason"],
+)
 STOPPED = Gauge("mlsp_ab_stopped", "1 once the automatic stop sent everyone to A.", ["service"])
 VARIANTS = ("a", "b")
 SCHEMA = (
@@ -157,13 +160,18 @@ class OnlineAb:
         self.errors = {v: collections.deque[int](maxlen=settings.ab_error_window) for v in VARIANTS}
         self.stopped: tuple[str, str] | None = None
         """(the experiment's digest, why) once the automatic stop sent everyone to A."""
-        self.schema_ready = False
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.exposures = BatchWriter(
+            self.store,
+            SCHEMA,
+            "INSERT INTO ab_exposures VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            on_drop=lambda why, n: DROPPED.labels(settings.service, why).inc(n),
+        )
+        """Exposures are written off the request path, in batches (an outcome posted for a
+        request id can be a 404 for the half second before its exposure is stored)."""
 
     def ensure(self, db: Db) -> None:
-        if not self.schema_ready:
-            db.create_schema(SCHEMA)
-            self.schema_ready = True
+        self.exposures.ensure(db)
 
     def halted(self, exp: Experiment) -> str | None:
         """Why everyone goes to A now (the kill switch, the automatic stop), else None."""
@@ -243,27 +251,9 @@ class OnlineAb:
             raise Unavailable(
                 f"variant {served} failed: {outcome.error}", dependency=self.backends[served].name
             )
-        task = asyncio.create_task(self._expose(rid, exp.name, user or rid, served, sticky))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.exposures.put([(rid, exp.name, user or rid, served, int(sticky), time.time())])
         headers = {"X-Variant": served, "X-Experiment": exp.name}
         return json_response({**outcome.body, "variant": served}, headers=headers)
-
-    async def _expose(self, rid: str, exp: str, user: str, variant: str, sticky: bool) -> None:
-        def write(db: Db) -> None:
-            self.ensure(db)
-            db.begin()
-            db.execute(
-                "INSERT INTO ab_exposures VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (rid, exp, user, variant, int(sticky), time.time()),
-            )
-            db.commit()
-
-        try:
-            await self.store.run(write)
-        except Unavailable:
-            DROPPED.labels(self.s.service).inc()
 
     async def outcome(self, body: OutcomeIn) -> Response:
         exp = self.experiment.current
@@ -321,6 +311,7 @@ class OnlineAb:
         watched = self.experiment
         state.warn_checks.append(watched.warning)
         state.background.append(lambda: watched.watch(lambda: state.draining))
+        state.background.append(lambda: self.exposures.run(lambda: state.draining))
 
         errors: dict[int | str, dict[str, Any]] = {
             c: {"model": ErrorResponse} for c in (400, 404, 413, 422, 503)

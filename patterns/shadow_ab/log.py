@@ -1,15 +1,14 @@
 """shadow_ab's record: the shadow_log table (one row per input row: both models' answers side
 by side), its batched writer, and the report computed from it.
 
-The writer takes rows from the request path through a bounded in-memory queue (a full queue
-drops and counts, never blocks a request) and inserts them in batches (500 rows or 0.5 s) in
-one transaction, `ON CONFLICT DO NOTHING` on (request_id, row_index). The table is a soft
+The rows go through serving/db.py's BatchWriter: a bounded in-memory queue (a full queue drops
+and counts, never blocks a request) and inserts in batches (500 rows or 0.5 s) in one
+transaction, `ON CONFLICT DO NOTHING` on (request_id, row_index). The table is a soft
 dependency: down, the rows are dropped and counted, the clients see nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge
 
-from serving.db import Db, Store
+from serving.db import BatchWriter, Db, Store
 
 log = logging.getLogger("serving")
 
@@ -97,52 +96,13 @@ def pair_rows(
     return out
 
 
-class LogWriter:
-    """The bounded queue between requests and the table, and the task that empties it."""
+def writer(store: Store, service: str) -> BatchWriter:
+    """The pairs' way into the table: serving/db.py's batch writer, its drops counted."""
 
-    def __init__(self, store: Store, *, service: str, capacity: int = 10_000) -> None:
-        self.store = store
-        self.service = service
-        self.queue: asyncio.Queue[Row] = asyncio.Queue(capacity)
-        self.schema_ready = False
+    def dropped(why: str, n: int) -> None:
+        DROPPED.labels(service, f"log_{why}").inc(n)
 
-    def ensure(self, db: Db) -> None:
-        """The table, created on first use (not at start-up: the database may come up later)."""
-        if not self.schema_ready:
-            db.create_schema(SCHEMA)
-            self.schema_ready = True
-
-    def put(self, rows: list[Row]) -> None:
-        for row in rows:
-            try:
-                self.queue.put_nowait(row)
-            except asyncio.QueueFull:
-                DROPPED.labels(self.service, "log_full").inc()
-
-    async def run(self, stopping: Any, batch: int = 500, linger: float = 0.5) -> None:
-        while not (stopping() and self.queue.empty()):
-            rows: list[Row] = []
-            deadline = time.monotonic() + linger
-            while len(rows) < batch and (left := deadline - time.monotonic()) > 0:
-                try:
-                    rows.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
-                    break
-            if rows:
-                await self.flush(rows)
-
-    async def flush(self, rows: list[Row]) -> None:
-        def insert(db: Db) -> None:
-            self.ensure(db)
-            db.begin()
-            db.executemany(INSERT, rows)
-            db.commit()
-
-        try:
-            await self.store.run(insert)
-        except Exception as exc:  # the table is soft: count, say, go on
-            DROPPED.labels(self.service, "log_error").inc(len(rows))
-            log.warning("shadow log write failed", extra={"rows": len(rows), "error": repr(exc)})
+    return BatchWriter(store, SCHEMA, INSERT, on_drop=dropped)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class ShadowProxy:
             name="shadow", url=settings.shadow_url, timeout=settings.shadow_timeout_ms / 1000
         )
         self.store = Store(settings, service=settings.service, name="shadow_log")
-        self.writer = shadowlog.LogWriter(self.store, service=settings.service)
+        self.writer = shadowlog.writer(self.store, settings.service)
         self.inflight = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.thresholds = shadowlog.Thresholds(min_pairs=settings.shadow_min_pairs)
