@@ -11,6 +11,7 @@ The HTTP protocol is uvicorn's httptools one with the head limits and read deadl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving.app import create_app
+from serving.hotconfig import ConfigInvalid
 from serving.logs import AccessLog, configure_logging
 from serving.protocol import HttpLimits, LimitedHttpToolsProtocol
 from serving.settings import ServingSettings, get_settings
@@ -108,10 +110,17 @@ S = TypeVar("S", bound=ServingSettings)
 
 def serve_pattern(pattern: str, settings_type: type[S], build: Callable[[S], FastAPI]) -> int:
     """Entry point of a pattern's service: `pattern` is the default of MLSP_PATTERN (read by
-    the settings), then the settings from the environment, the app, served."""
+    the settings), then the settings from the environment, the app, served. A configuration
+    file the app refuses at start-up (serving/hotconfig.py) is one JSON line naming the field,
+    and exit code 2, not a traceback: the file is what is wrong."""
     os.environ.setdefault("MLSP_PATTERN", pattern)
     settings = settings_type()
-    return serve(build(settings), settings)
+    try:
+        app = build(settings)
+    except ConfigInvalid as exc:
+        print(json.dumps({"level": "ERROR", "event": "configuration refused", "reason": str(exc)}))
+        return 2
+    return serve(app, settings)
 
 
 def serve_model(pattern: str) -> int:

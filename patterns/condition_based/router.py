@@ -23,7 +23,6 @@ another model, whose answer the client did not ask for.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, time
@@ -35,7 +34,7 @@ from pydantic import Field
 
 from patterns.condition_based.rules import Facts, Routes, media_type, route
 from serving.errors import BadRequest, DeadlineExceeded, Unavailable, UnsupportedMediaType
-from serving.hotconfig import ConfigInvalid, WatchedFile
+from serving.hotconfig import WatchedFile
 from serving.inference import body_doc, json_response
 from serving.schemas import ErrorResponse
 from serving.state import ServiceState
@@ -206,15 +205,7 @@ def build(settings: RouterSettings, *, clock: Clock | None = None) -> FastAPI:
     return Router(settings, clock).app()
 
 
-def main() -> int:
+if __name__ == "__main__":
     from serving.server import serve_pattern
 
-    try:
-        return serve_pattern(PATTERN, RouterSettings, build)
-    except ConfigInvalid as exc:  # one clear line, not a traceback: the file is what is wrong
-        print(json.dumps({"level": "ERROR", "event": "routes refused", "reason": str(exc)}))
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_pattern(PATTERN, RouterSettings, build))

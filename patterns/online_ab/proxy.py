@@ -43,7 +43,7 @@ from patterns.online_ab import stats
 from serving import charts
 from serving.db import BatchWriter, Db, DbSettings, Store
 from serving.errors import DeadlineExceeded, InvalidInput, NotFound, Unavailable
-from serving.hotconfig import ConfigInvalid, WatchedFile
+from serving.hotconfig import WatchedFile
 from serving.inference import json_response, parse_instances
 from serving.schemas import ErrorResponse
 from serving.state import ServiceState
@@ -433,17 +433,7 @@ def build(settings: AbSettings) -> FastAPI:
     return OnlineAb(settings).app()
 
 
-def main() -> int:
-    import json
-
+if __name__ == "__main__":
     from serving.server import serve_pattern
 
-    try:
-        return serve_pattern(PATTERN, AbSettings, build)
-    except ConfigInvalid as exc:
-        print(json.dumps({"level": "ERROR", "event": "experiment refused", "reason": str(exc)}))
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_pattern(PATTERN, AbSettings, build))

@@ -29,7 +29,6 @@ parameters (serving/hotconfig.py).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from serving.errors import DeadlineExceeded, Unavailable
-from serving.hotconfig import ConfigInvalid, WatchedFile
+from serving.hotconfig import WatchedFile
 from serving.inference import json_response, parse_instances
 from serving.state import ServiceState
 from serving.upstream import (
@@ -225,15 +224,7 @@ def build(settings: ParameterSettings) -> FastAPI:
     return ParameterProxy(settings).app()
 
 
-def main() -> int:
+if __name__ == "__main__":
     from serving.server import serve_pattern
 
-    try:
-        return serve_pattern(PATTERN, ParameterSettings, build)
-    except ConfigInvalid as exc:  # one clear line, not a traceback: the file is what is wrong
-        print(json.dumps({"level": "ERROR", "event": "parameters refused", "reason": str(exc)}))
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_pattern(PATTERN, ParameterSettings, build))
