@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,11 +200,22 @@ class BatchWriter:
         self.on_drop = on_drop
         self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(capacity)
         self.schema_ready = False
+        self._schema_lock = threading.Lock()
+        self.written = 0
+        """Rows this writer has stored (a reader's cache is stale once it moves)."""
 
     def ensure(self, db: Db) -> None:
-        """The tables, created once per process."""
-        if not self.schema_ready:
-            db.create_schema(self.schema)
+        """The tables, created once per process (one thread at a time; on PostgreSQL two
+        replicas racing on CREATE TABLE IF NOT EXISTS can collide in the catalog: the loser
+        rolls back and tries once more, and then the tables exist)."""
+        with self._schema_lock:
+            if self.schema_ready:
+                return
+            try:
+                db.create_schema(self.schema)
+            except driver_errors():
+                db.rollback()
+                db.create_schema(self.schema)
             self.schema_ready = True
 
     def put(self, rows: list[tuple[Any, ...]]) -> None:
@@ -237,6 +249,7 @@ class BatchWriter:
 
         try:
             await self.store.run(write)
+            self.written += len(rows)
         except Exception as exc:  # soft: count, say, go on
             self.on_drop("error", len(rows))
             log.warning("batch write failed", extra={"rows": len(rows), "error": repr(exc)})

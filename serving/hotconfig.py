@@ -77,8 +77,11 @@ def describe(exc: ValidationError) -> str:
 
 def parse_yaml(model: type[M], raw: bytes) -> M:
     """YAML (JSON is YAML too) validated by `model`; ConfigInvalid naming what is wrong."""
+    if not raw.strip():
+        # a truncated write (an editor saving in place) looks the same: write `{}` for defaults
+        raise ConfigInvalid("the file is empty (write {} for every default)")
     try:
-        data = yaml.safe_load(raw) if raw.strip() else {}
+        data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -121,14 +124,29 @@ class WatchedFile(Generic[M]):
         """Validation beyond the model's own (e.g. names that must exist): raises ValueError."""
         self.required = required
         """The file must exist at start-up (the model has no usable defaults)."""
-        self.current: M
-        """The configuration being served (set by `load`)."""
-        self.digest = ""
+        self._served: tuple[M, str] | None = None
+        """(configuration, its digest), replaced in one assignment: a reader on the event loop
+        never sees one file's parameters with another's digest."""
         self.source = "defaults"
         """What the current configuration came from: `defaults` (no file) or the file."""
         self.error: str | None = None
         """Why the newest file is refused (None: it is the one served)."""
         self._seen: bytes | None = None
+
+    @property
+    def current(self) -> M:
+        """The configuration being served (set by `load`)."""
+        assert self._served is not None, "load() first"
+        return self._served[0]
+
+    @property
+    def digest(self) -> str:
+        return self._served[1] if self._served is not None else ""
+
+    def served(self) -> tuple[M, str]:
+        """The configuration and its digest, read together."""
+        assert self._served is not None, "load() first"
+        return self._served
 
     def _validate(self, raw: bytes) -> M:
         config = parse_yaml(self.model, raw)
@@ -147,12 +165,15 @@ class WatchedFile(Generic[M]):
 
     def load(self) -> M:
         """The first read, at start-up: ConfigInvalid stops the process; no file: defaults."""
-        raw = self._read()
+        try:
+            raw = self._read()
+        except OSError as exc:  # a folder, no permission: the file is what is wrong
+            raise ConfigInvalid(f"{self.path} is unreadable: {exc.strerror or exc}") from None
         if raw is None and self.required:
             raise ConfigInvalid(f"{self.path} is missing")
         if raw is None:
-            self.current = self._validate(b"")
-            self.digest = digest_of(self.current)
+            defaults = self._validate(b"{}")
+            self._served = (defaults, digest_of(defaults))
         else:
             self._apply(raw, self._validate(raw))
         INFO.labels(self.name, self.digest).set(1)
@@ -165,7 +186,7 @@ class WatchedFile(Generic[M]):
 
     def _apply(self, raw: bytes, config: M) -> None:
         old = self.digest
-        self.current, self.digest = config, digest_of(config)
+        self._served = (config, digest_of(config))
         self.source, self.error, self._seen = str(self.path), None, raw
         if old and old != self.digest:
             INFO.labels(self.name, old).set(0)

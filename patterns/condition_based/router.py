@@ -71,11 +71,13 @@ def at_time(value: str, now: datetime) -> datetime:
         if len(value) <= 5:
             return datetime.combine(now.date(), time.fromisoformat(value), now.tzinfo)
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=now.tzinfo)
+        return parsed.astimezone(now.tzinfo)
+    except (ValueError, OverflowError):  # year 1 at +05:00 overflows in the conversion
         raise BadRequest(
-            f"at: {value!r} is neither HH:MM nor an ISO datetime", field="at"
+            f"at: {value!r} is neither HH:MM nor an ISO datetime in range", field="at"
         ) from None
-    return parsed.astimezone(now.tzinfo) if parsed.tzinfo else parsed.replace(tzinfo=now.tzinfo)
 
 
 class Router:
@@ -107,7 +109,7 @@ class Router:
         return self.clock().astimezone(routes.zone())
 
     async def forward(self, request: Request, body: bytes, budget: Budget) -> Response:
-        routes, digest = self.routes.current, self.routes.digest
+        routes, digest = self.routes.served()
         facts = facts_of(request, self.now(routes))
         rule, _ = route(routes, facts)
         backend = self.backends[rule.backend]

@@ -26,6 +26,7 @@ Manifests: manifests/patterns/online_ab/ (proxy, variant-a, variant-b with HPAs,
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import html
 import sys
@@ -170,6 +171,10 @@ class OnlineAb:
         """Exposures are written off the request path, in batches (an outcome posted for a
         request id can be a 404 for the half second before its exposure is stored)."""
 
+        self._report: tuple[float, Any, dict[str, Any]] | None = None
+        self.changes = 0
+        """Assignments and outcomes this process wrote (the report's cache is stale after)."""
+
     def ensure(self, db: Db) -> None:
         self.exposures.ensure(db)
 
@@ -206,12 +211,19 @@ class OnlineAb:
             return str(row[0])
 
         variant = await self.store.run(remember)
+        self.changes += 1
         self.assigned[key] = variant
         if len(self.assigned) > 100_000:
             self.assigned.popitem(last=False)
         return variant
 
     def record_error(self, variant: str, failed: bool, exp: Experiment) -> None:
+        if self.stopped is not None and self.stopped[0] != self.experiment.digest:
+            # the experiment was edited since the stop (a person decided): watch afresh
+            self.stopped = None
+            STOPPED.labels(self.s.service).set(0)
+            for window in self.errors.values():
+                window.clear()
         self.errors[variant].append(int(failed))
         a, b = self.errors["a"], self.errors["b"]
         half = self.s.ab_error_window // 2
@@ -257,6 +269,7 @@ class OnlineAb:
 
     async def outcome(self, body: OutcomeIn) -> Response:
         exp = self.experiment.current
+        halted = self.halted(exp) is not None
         if exp.metric == "rate" and body.value not in (0.0, 1.0):
             raise InvalidInput([("value", "a rate's outcome is 0 or 1")])
 
@@ -274,16 +287,21 @@ class OnlineAb:
             if row is None:
                 what = "request_id" if body.request_id is not None else "user_id"
                 raise NotFound(f"{what}: not exposed in experiment {exp.name}", field=what)
+            # while halted (kill switch, automatic stop) every user is served A: an outcome
+            # then is A's, whatever the user's assignment
+            variant = "a" if halted else str(row[0])
             db.begin()
             cur = db.execute(
                 "INSERT INTO ab_outcomes VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (experiment, subject) DO NOTHING",
-                (exp.name, subject, row[0], body.value, time.time()),
+                (exp.name, subject, variant, body.value, time.time()),
             )
             db.commit()
-            return {"experiment": exp.name, "variant": row[0], "replayed": cur.rowcount == 0}
+            return {"experiment": exp.name, "variant": variant, "replayed": cur.rowcount == 0}
 
-        return json_response(await self.store.run(store))
+        stored = await self.store.run(store)
+        self.changes += 1
+        return json_response(stored)
 
     async def report(self) -> dict[str, Any]:
         exp = self.experiment.current
@@ -304,8 +322,17 @@ class OnlineAb:
             ).fetchall())  # fmt: skip
             return {"outcomes": outcomes, "users": users, "exposures": exposures}
 
-        raw = await self.store.run(read)
-        return build_report(exp, raw, self.halted(exp))
+        cached = self._report
+        key = (self.experiment.digest, self.stopped, self.changes, self.exposures.written)
+        if cached is not None and cached[1] == key and time.monotonic() - cached[0] < 1.0:
+            return copy.deepcopy(cached[2])  # a page reloaded in a loop reads the table once
+
+        def compute(db: Db) -> dict[str, Any]:  # in the store's thread: off the event loop
+            return build_report(exp, read(db), self.halted(exp))
+
+        out = await self.store.run(compute)
+        self._report = (time.monotonic(), key, out)
+        return copy.deepcopy(out)
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
         watched = self.experiment
@@ -365,11 +392,12 @@ def build_report(exp: Experiment, raw: dict[str, Any], halted: str | None) -> di
     is_b = np.array([str(var) == "b" for var, _ in outcomes], dtype=bool)
     a, b = values[~is_b], values[is_b]
     fixed = stats.compare(a, b, exp.metric)
-    avp, curve = stats.always_valid_p(values, is_b, exp.tau)
+    avp, curve, crossing = stats.always_valid_p(values, is_b, exp.tau)
     users = (int(raw["users"].get("a", 0)), int(raw["users"].get("b", 0)))
     srm = stats.srm(users, (exp.weights.a, exp.weights.b))
     enough = min(len(a), len(b)) >= exp.min_outcomes
-    decision, why = stats.decide(avp, fixed["difference"], srm["flagged"], enough)
+    where = crossing if crossing is not None else fixed["difference"]
+    decision, why = stats.decide(avp, where, srm["flagged"], enough)
     return {
         "experiment": exp.name,
         "metric": exp.metric,

@@ -74,30 +74,53 @@ def compare(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], metric: Metric) ->
 def msprt_p(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], tau: float) -> float:
     """1 / Lambda of the mSPRT for the difference of means (normal mixture N(0, tau^2)) on
     these outcomes; 1 when there is too little to estimate a variance."""
-    A, B = Arm.of(a), Arm.of(b)
-    if A.n < 2 or B.n < 2:
-        return 1.0
-    v = A.var / A.n + B.var / B.n
-    if v <= 0:
-        return 1.0
-    theta = B.mean - A.mean
-    log_lambda = 0.5 * math.log(v / (v + tau**2)) + tau**2 * theta**2 / (2 * v * (v + tau**2))
-    return float(min(1.0, math.exp(-log_lambda)))
+    p, _ = _msprt(
+        np.array([len(a)]), np.array([a.sum()]), np.array([(a * a).sum()]),
+        np.array([len(b)]), np.array([b.sum()]), np.array([(b * b).sum()]), tau,
+    )  # fmt: skip
+    return float(p[0])
+
+
+def _msprt(
+    na: Any, sa: Any, qa: Any, nb: Any, sb: Any, qb: Any, tau: float
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Vectorised over looks, from counts, sums and sums of squares per arm: (1 / Lambda
+    capped at 1, the difference of means). A look with fewer than 2 outcomes in an arm or no
+    variance is p = 1."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ma, mb = sa / na, sb / nb
+        va = (qa - sa * ma) / (na - 1)
+        vb = (qb - sb * mb) / (nb - 1)
+        v = va / na + vb / nb
+        theta = mb - ma
+        log_lambda = 0.5 * np.log(v / (v + tau**2)) + tau**2 * theta**2 / (2 * v * (v + tau**2))
+        p = np.minimum(1.0, np.exp(-log_lambda))
+    ok = (na >= 2) & (nb >= 2) & np.isfinite(p) & (v > 0)
+    return np.where(ok, p, 1.0), np.where(ok, theta, 0.0)
 
 
 def always_valid_p(
     values: np.ndarray[Any, Any], is_b: np.ndarray[Any, Any], tau: float, step: int = 50
-) -> tuple[float, list[tuple[int, float]]]:
+) -> tuple[float, list[tuple[int, float]], float | None]:
     """The smallest mSPRT p-value over the looks at every `step` outcomes (in arrival order),
-    and the curve of looks (outcomes so far, p)."""
-    curve, best = [], 1.0
+    the curve of looks (outcomes so far, p), and the difference B - A at the first look where
+    p fell below ALPHA (None if it never did): the winner is the one that led when the test
+    stopped, not the one that leads now. Linear in the outcomes (running sums per arm)."""
     n = len(values)
-    looks = list(range(step, n, step)) + ([n] if n else [])
-    for k in looks:
-        v, b = values[:k], is_b[:k]
-        best = min(best, msprt_p(v[~b], v[b], tau))
-        curve.append((k, best))
-    return best, curve
+    if n == 0:
+        return 1.0, [], None
+    looks = np.array([*range(step, n, step), n]) - 1
+    vb, va = np.where(is_b, values, 0.0), np.where(is_b, 0.0, values)
+    nb, na = np.cumsum(is_b)[looks], np.cumsum(~is_b)[looks]
+    p, theta = _msprt(
+        na, np.cumsum(va)[looks], np.cumsum(va * va)[looks],
+        nb, np.cumsum(vb)[looks], np.cumsum(vb * vb)[looks], tau,
+    )  # fmt: skip
+    running = np.minimum.accumulate(p)
+    curve = [(int(k) + 1, float(x)) for k, x in zip(looks, running, strict=True)]
+    crossed = np.flatnonzero(p < ALPHA)
+    crossing = float(theta[crossed[0]]) if len(crossed) else None
+    return float(running[-1]), curve, crossing
 
 
 def srm(users: tuple[int, int], weights: tuple[float, float]) -> dict[str, Any]:
@@ -113,7 +136,8 @@ def srm(users: tuple[int, int], weights: tuple[float, float]) -> dict[str, Any]:
 def decide(
     avp: float, difference: float | None, srm_flagged: bool, enough: bool
 ) -> tuple[str, str]:
-    """What to do now, from the always-valid p-value (safe to ask at every look)."""
+    """What to do now, from the always-valid p-value (safe to ask at every look);
+    `difference` is B - A where the test stopped (always_valid_p's third value)."""
     if srm_flagged:
         return "investigate", "sample ratio mismatch: the split is broken, no result is trusted"
     if not enough or difference is None:

@@ -155,7 +155,7 @@ class ParameterProxy:
     async def predict(self, request: Request, body: bytes, budget: Budget) -> Response:
         rows = parse_instances(body)
         rid: str = request.scope["state"]["request_id"]
-        params, digest = self.parameters.current, self.parameters.digest
+        params, digest = self.parameters.served()
         request.scope["state"]["log_extra"]["parameters"] = digest
         headers = {"X-Parameters-Digest": digest}
         if not params.activate_all:

@@ -63,6 +63,21 @@ GAUGES = {
 }
 
 
+def well_formed(body: dict[str, Any] | None, rows: int) -> bool:
+    """A model server's answer with a label and probabilities for each of `rows` rows."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), dict):
+        return False
+    preds = body.get("predictions")
+    return (
+        isinstance(preds, list)
+        and len(preds) == rows
+        and all(
+            isinstance(p, dict) and "label" in p and isinstance(p.get("probabilities"), dict)
+            for p in preds
+        )
+    )
+
+
 def pair_rows(
     rid: str,
     primary: dict[str, Any],
@@ -172,17 +187,23 @@ def report(db: Db, since: float, limit: int, t: Thresholds) -> dict[str, Any]:
 
 
 def verdict(r: dict[str, Any], t: Thresholds) -> tuple[str, list[str]]:
-    """go only when every criterion holds on enough pairs; each failed one is a reason."""
-    if r["pairs"] < t.min_pairs:
-        return "insufficient_data", [f"{r['pairs']} pairs, at least {t.min_pairs} needed"]
+    """go only when every criterion holds on enough pairs; each failed one is a reason. The
+    error rate is judged on requests, so a shadow that always fails (and so leaves no pair to
+    compare) is a no_go, not a lack of data."""
+    if r["requests"] < t.min_pairs:
+        return "insufficient_data", [f"{r['requests']} requests, at least {t.min_pairs} needed"]
     reasons = []
+    if r["shadow_error_rate"] > t.error_rate:
+        reasons.append(f"shadow errors {r['shadow_error_rate']:.2%} > {t.error_rate:.0%}")
+    if r["pairs"] < t.min_pairs:
+        if reasons:
+            return "no_go", reasons
+        return "insufficient_data", [f"{r['pairs']} pairs compared, at least {t.min_pairs}"]
     if r["agreement"] < t.agreement:
         reasons.append(f"agreement {r['agreement']:.3f} < {t.agreement}")
     if r["p95_ratio"] is None or r["p95_ratio"] > t.p95_ratio:
         shown = "n/a" if r["p95_ratio"] is None else f"{r['p95_ratio']:.2f}"
         reasons.append(f"shadow p95 {shown}x the primary's > {t.p95_ratio}x")
-    if r["shadow_error_rate"] > t.error_rate:
-        reasons.append(f"shadow errors {r['shadow_error_rate']:.2%} > {t.error_rate:.0%}")
     if reasons:
         return "no_go", reasons
     return "go", [

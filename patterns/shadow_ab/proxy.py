@@ -106,7 +106,7 @@ class ShadowProxy:
         self.inflight = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.thresholds = shadowlog.Thresholds(min_pairs=settings.shadow_min_pairs)
-        self._report: tuple[float, dict[str, Any]] | None = None
+        self._report: tuple[float, dict[str, Any], int] | None = None
 
     def _start_shadow(self, body: bytes, rid: str, primary: asyncio.Future[Outcome]) -> str:
         if not sampled(rid, self.s.shadow_percent):
@@ -129,13 +129,17 @@ class ShadowProxy:
             )  # fmt: skip
         finally:
             self.inflight -= 1
-        kind = "ok" if outcome.ok else "timeout" if outcome.error == "timeout" else "error"
-        shadowlog.CALLS.labels(self.s.service, kind).inc()
         answer = await primary
-        if not answer.ok or answer.body is None:
+        rows = len((answer.body or {}).get("predictions") or [])
+        error = outcome.error
+        if outcome.ok and not shadowlog.well_formed(outcome.body, rows):
+            error = "malformed answer"  # a 200 without a usable prediction per row
+        kind = "ok" if error is None else "timeout" if error == "timeout" else "error"
+        shadowlog.CALLS.labels(self.s.service, kind).inc()
+        if not answer.ok or not shadowlog.well_formed(answer.body, rows):
             return  # nothing to compare with: the client got an error
-        shadow_body = outcome.body if outcome.ok else None
-        error = None if outcome.ok else outcome.error
+        assert answer.body is not None
+        shadow_body = outcome.body if error is None else None
         self.writer.put(
             shadowlog.pair_rows(
                 rid, answer.body, answer.latency_ms, shadow_body, outcome.latency_ms, error
@@ -170,9 +174,11 @@ class ShadowProxy:
         """The report over the window; one computed less than `max_age` seconds ago is reused
         (a page reloaded in a loop must not recompute a 200,000-row window each time)."""
         cached = self._report
-        if cached is not None and time.monotonic() - cached[0] < max_age:
-            return copy.deepcopy(cached[1])
+        fresh = cached is not None and time.monotonic() - cached[0] < max_age
+        if cached is not None and fresh and cached[2] == self.writer.written:
+            return copy.deepcopy(cached[1])  # nothing written since, and less than max_age old
         since = time.time() - self.s.shadow_window_seconds
+        written = self.writer.written
 
         def compute(db: Db) -> dict[str, Any]:
             self.writer.ensure(db)
@@ -187,7 +193,7 @@ class ShadowProxy:
         shadowlog.GAUGES["go"].labels(self.s.service).set(int(out["verdict"] == "go"))
         shadowlog.GAUGES["pairs"].labels(self.s.service).set(out["pairs"])
         if max_age > 0:  # only what a reader asked for is reused by the next reader
-            self._report = (time.monotonic(), out)
+            self._report = (time.monotonic(), out, written)
             return copy.deepcopy(out)
         return out
 

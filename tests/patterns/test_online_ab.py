@@ -47,7 +47,8 @@ def simulate(seed: int, pa: float, pb: float, n: int = 1000) -> tuple[np.ndarray
 def test_b_better_is_found_and_a_against_itself_is_not_at_any_look() -> None:
     values, is_b = simulate(7, 0.30, 0.40)
     fixed = stats.compare(values[~is_b], values[is_b], "rate")
-    avp, _ = stats.always_valid_p(values, is_b, tau=0.1)
+    avp, _, crossing = stats.always_valid_p(values, is_b, tau=0.1)
+    assert crossing is not None and crossing > 0  # B led where the test stopped
     assert fixed["p_value"] < 0.05 and avp < 0.05
     assert fixed["ci95"][0] > 0 and stats.decide(avp, fixed["difference"], False, True)[0] == (
         "ship_b"

@@ -37,10 +37,10 @@ ROWS["virginica"] = [6.3, 3.3, 6.0, 2.5]
     ("parameters", "scores", "labels", "decisions"),
     [
         # the book's defaults: setosa 0.9, versicolor 0.85 (virginica is off: never scored)
-        ("", {"setosa": [0.95, 0.2], "versicolor": [0.1, 0.85]}, ["setosa", "versicolor"],
+        ("{}", {"setosa": [0.95, 0.2], "versicolor": [0.1, 0.85]}, ["setosa", "versicolor"],
          [{"setosa": 1, "versicolor": 0}, {"setosa": 0, "versicolor": 1}]),
         # below every threshold: abstain, never the argmax
-        ("", {"setosa": [0.89], "versicolor": [0.84]}, [ABSTAIN],
+        ("{}", {"setosa": [0.89], "versicolor": [0.84]}, [ABSTAIN],
          [{"setosa": 0, "versicolor": 0}]),
         # two classes decide: the higher probability names the label, both decisions are 1
         ("classes: {setosa: {threshold: 0.5}, versicolor: {threshold: 0.5}}",

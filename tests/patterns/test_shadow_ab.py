@@ -107,6 +107,13 @@ def test_shadow_failures_never_reach_the_client_and_are_counted(
             report = (await client.get("/shadow/report")).json()
             assert report["shadow_error_rate"] == 1.0 and report["agreement"] is None
             assert metric_in(proxy, "mlsp_shadow_calls_total", outcome="error") == 5
+            shadow.mode = "garbage"  # a 200 without a prediction for the row
+            resp = await client.post("/predict", json={"instances": ROWS[:1]})
+            assert resp.status_code == 200
+            await settle(proxy)
+            assert metric_in(proxy, "mlsp_shadow_calls_total", outcome="error") == 6
+            report = (await client.get("/shadow/report")).json()
+            assert report["requests"] == 6 and report["shadow_error_rate"] == 1.0
 
     asyncio.run(main())
 
@@ -195,14 +202,23 @@ def test_sampling_is_by_request_id() -> None:
 
 def test_the_verdict_names_each_failed_criterion() -> None:
     t = Thresholds(min_pairs=10)
-    good = {"pairs": 10, "agreement": 0.96, "p95_ratio": 1.1, "shadow_error_rate": 0.0}
+    good = {
+        "requests": 10, "pairs": 10, "agreement": 0.96, "p95_ratio": 1.1, "shadow_error_rate": 0.0,
+    }  # fmt: skip
     assert verdict(good, t)[0] == "go"
-    assert verdict({**good, "pairs": 9}, t)[0] == "insufficient_data"
+    assert verdict({**good, "requests": 9, "pairs": 9}, t)[0] == "insufficient_data"
+    # a shadow that always fails leaves no pair, and is a no_go, not a lack of data
+    failing = {**good, "pairs": 0, "agreement": None, "p95_ratio": None, "shadow_error_rate": 1.0}
+    assert verdict(failing, t) == ("no_go", ["shadow errors 100.00% > 1%"])
     decision, reasons = verdict(
         {**good, "agreement": 0.9, "p95_ratio": 1.3, "shadow_error_rate": 0.02}, t
     )
     assert decision == "no_go" and len(reasons) == 3
-    assert reasons[0] == "agreement 0.900 < 0.95"
+    assert reasons == [
+        "shadow errors 2.00% > 1%",
+        "agreement 0.900 < 0.95",
+        "shadow p95 1.30x the primary's > 1.2x",
+    ]
 
 
 @pytest.fixture

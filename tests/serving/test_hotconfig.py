@@ -59,6 +59,8 @@ def test_a_missing_file_means_the_defaults_and_an_invalid_one_stops_start_up(
 ) -> None:
     w = watched(tmp_path / "absent.yaml")
     assert w.load() == Limits() and w.source == "defaults" and w.warning() is None
+    with pytest.raises(ConfigInvalid, match="unreadable"):  # the mounted folder, not the file
+        watched(tmp_path).load()
     bad = tmp_path / "bad.yaml"
     bad.write_text("threshold: 2\n")
     with pytest.raises(ConfigInvalid, match=r"threshold: Input should be less than or equal to 1"):
@@ -117,6 +119,7 @@ def test_the_digest_names_the_parameters_not_the_layout() -> None:
     b = parse_yaml(Limits, b"# defaults\n{enabled: true}\n")
     assert digest_of(a) == digest_of(b) == digest_of(Limits())
     assert digest_of(parse_yaml(Limits, b"threshold: 0.51")) != digest_of(a)
+    assert digest_of(parse_yaml(Limits, b"# every default\n")) == digest_of(a)
     assert len(digest_of(a)) == 12
 
 
@@ -157,4 +160,6 @@ def test_watch_picks_a_change_up_while_the_loop_runs(tmp_path: Path) -> None:
 def test_yaml_is_parsed_safely() -> None:
     with pytest.raises(ConfigInvalid):
         parse_yaml(Limits, b"!!python/object/apply:os.system ['true']\n")
-    assert hotconfig.parse_yaml(Limits, b"") == Limits()
+    assert hotconfig.parse_yaml(Limits, b"{}") == Limits()
+    with pytest.raises(ConfigInvalid, match="the file is empty"):  # a truncated write
+        parse_yaml(Limits, b"  \n")
