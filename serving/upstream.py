@@ -31,7 +31,7 @@ from serving.admission import DEADLINE_HEADER, deadline_seconds
 from serving.app import create_app
 from serving.errors import ApiError, DeadlineExceeded, Unavailable, error_fields
 from serving.inference import ERRORS, body_doc, read_body
-from serving.settings import ServingSettings
+from serving.settings import MlspSettings, ServingSettings
 from serving.state import ServiceState
 
 
@@ -319,6 +319,16 @@ class ProxySettings(ServingSettings):
 
 ProxyHandler = Callable[[Request, bytes, Budget], Awaitable[Response]]
 """(request, body already size-checked, the request's budget) -> the response."""
+
+
+class PrimarySettings(MlspSettings):
+    """A proxy before one primary model whose answers clients get (circuit_breaker,
+    shadow_ab)."""
+
+    primary_url: ServiceUrl
+    """Base URL of the primary model server, e.g. http://circuit-breaker-primary:8000."""
+    primary_timeout_ms: int = Field(500, ge=1, le=30_000)
+    """Longest a call to the primary may take (less when the request's budget is shorter)."""
 
 
 class FanOutSettings(ProxySettings):

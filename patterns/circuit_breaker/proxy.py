@@ -48,8 +48,8 @@ from serving.upstream import (
     Backend,
     Budget,
     Outcome,
+    PrimarySettings,
     ProxySettings,
-    ServiceUrl,
     call,
     proxy_app,
     upstream_client,
@@ -59,14 +59,9 @@ PATTERN = "circuit_breaker"
 PRIMARY = "primary"
 
 
-class BreakerProxySettings(ProxySettings, BreakerSettings):
+class BreakerProxySettings(ProxySettings, PrimarySettings, BreakerSettings):
     """The proxy in front of the primary: its URL and timeout, the bulkhead, the fallbacks."""
 
-    primary_url: ServiceUrl
-    """Base URL of the primary model server, e.g. http://circuit-breaker-primary:8000."""
-    primary_timeout_ms: int = Field(500, ge=1, le=30_000)
-    """Longest a call to the primary may take (less when the request's budget is shorter); a
-    timeout is a failure for the breaker."""
     max_inflight: int | None = Field(100, ge=1)
     """The bulkhead: calls to the primary in progress above which a request is answered by the
     fallback at once (on this proxy the excess is answered degraded, not refused)."""

@@ -52,6 +52,7 @@ from serving.upstream import (
     Backend,
     Budget,
     Outcome,
+    PrimarySettings,
     ProxySettings,
     ServiceUrl,
     call,
@@ -62,9 +63,7 @@ from serving.upstream import (
 PATTERN = "shadow_ab"
 
 
-class ShadowSettings(ProxySettings, DbSettings):
-    primary_url: ServiceUrl
-    """Base URL of the model whose answers clients get."""
+class ShadowSettings(ProxySettings, PrimarySettings, DbSettings):
     shadow_url: ServiceUrl
     """Base URL of the candidate, called in the shadow."""
     primary_timeout_ms: int = Field(2_000, ge=1, le=30_000)
