@@ -32,6 +32,9 @@ from serving.admission import deadline_header
 from serving.model import read_card
 from serving.settings import ModelDirSettings
 
+ANSWER_GRACE = 0.25
+"""Seconds the client's socket waits past the deadline it sent, for the server's 504."""
+
 
 class ClientSettings(ModelDirSettings):
     """The client Job: the line that sends each item to the server and routes the answer."""
@@ -109,7 +112,10 @@ def wait_ready(client: httpx.Client, seconds: float) -> None:
 def main() -> int:
     s = ClientSettings()
     sample = read_card(Path(s.model_dir)).reference["sample"]
-    timeout = httpx.Timeout(s.timeout_seconds, connect=min(0.5, s.timeout_seconds))
+    # the server answers a passed deadline with its own 504 (naming it); the socket waits a
+    # little longer than the deadline to hear that answer rather than racing it (either way
+    # the item goes to recheck)
+    timeout = httpx.Timeout(s.timeout_seconds + ANSWER_GRACE, connect=min(0.5, s.timeout_seconds))
     counts: dict[str, int] = {"ship": 0, "recheck": 0}
     with httpx.Client(base_url=s.server_url, timeout=timeout) as client:
         wait_ready(client, s.wait_ready_seconds)
