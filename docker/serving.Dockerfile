@@ -53,7 +53,8 @@ COPY patterns/ patterns/
 # bytecode for every module a server imports (root fs is read-only at run time, so Python
 # could not cache it then): fast start without compiling all of site-packages. batch_inference
 # needs the postgres extra: without it (the serving image) its modules are not imported; the
-# drift modules need the monitoring extra (scipy) the same way.
+# drift modules and online_ab's statistics (its proxy runs on the monitor image) need the
+# monitoring extra (scipy) the same way.
 RUN /opt/venv/bin/python -c "import importlib, importlib.util, pkgutil, serving, patterns; \
 pg = importlib.util.find_spec('psycopg') is not None; \
 sp = importlib.util.find_spec('scipy') is not None; \
@@ -61,7 +62,8 @@ sp = importlib.util.find_spec('scipy') is not None; \
  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
  if not m.name.endswith('locustfile') \
  and (pg or not m.name.startswith('patterns.batch_inference.')) \
- and (sp or m.name not in ('serving.drift', 'patterns.prediction_monitoring.monitor'))]"
+ and (sp or m.name not in ('serving.drift', 'patterns.prediction_monitoring.monitor', \
+                             'patterns.online_ab.stats', 'patterns.online_ab.proxy'))]"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp MLSP_HOST=0.0.0.0 MLSP_PORT=8000 MLSP_MODEL_DIR=/models/iris-svc
 # numeric uid/gid: no useradd needed, and it satisfies runAsNonRoot
