@@ -20,7 +20,7 @@ ARG EXTRAS=""
 COPY pyproject.toml uv.lock ./
 RUN extras=""; for e in $EXTRAS; do extras="$extras --extra $e"; done; \
     uv sync --frozen --no-dev --no-install-project --no-cache $extras
-# Size (budget 250 MB): drop what serving never loads. The Python binding of ONNX Runtime
+# Size (budget 255 MB, kube/verify.py): drop what serving never loads. The Python binding of ONNX Runtime
 # links the runtime statically; libonnxruntime.so is only for the C API (-28 MB). Test suites
 # and ORT's model tools, numpy's build tools and headers, type stubs, Pillow's AVIF decoder and
 # font renderer (images are opened as the sniffed PNG/JPEG only) are not used here. Debug

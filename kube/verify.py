@@ -30,7 +30,11 @@ from kube.report import Checks, podman
 from patterns.procs import answers, free_port
 
 ROOT = img.ROOT
-SERVING_BUDGET_BYTES = 250_000_000
+SERVING_BUDGET_BYTES = 255_000_000
+"""The serving image's size budget: 250 MB until PyYAML (about 1 MB, to read the
+configuration files services reload: parameter_based, condition_based, online_ab) and the
+quality chapter's code took it to 251 MB; the budget is there to catch a heavy dependency
+(scikit-learn, a plotting stack), which 5 MB of headroom still does."""
 READY_BUDGET_SECONDS = 2.0
 IRIS_ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
