@@ -18,13 +18,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
 from serving import metrics
 from serving.errors import ApiError, Unavailable
 from serving.settings import MlspSettings
+
+if TYPE_CHECKING:
+    from serving.state import ServiceState
 
 T = TypeVar("T")
 log = logging.getLogger("serving")
@@ -224,6 +227,10 @@ class BatchWriter:
                 self.queue.put_nowait(row)
             except asyncio.QueueFull:
                 self.on_drop("full", 1)
+
+    def attach(self, state: ServiceState) -> None:
+        """Write with the app, until it drains and nothing is left in the queue."""
+        state.background.append(lambda: self.run(lambda: state.draining))
 
     async def run(
         self, stopping: Callable[[], bool], batch: int = 500, linger: float = 0.5

@@ -30,12 +30,15 @@ import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import orjson
 import yaml
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from serving.state import ServiceState
 
 log = logging.getLogger("serving")
 
@@ -238,6 +241,11 @@ class WatchedFile(Generic[M]):
         if self.error is None:
             return None
         return f"{self.name}: {self.path.name} refused ({self.error}); serving {self.digest}"
+
+    def attach(self, state: ServiceState) -> None:
+        """Serve with the app: its refusals in /readyz warnings, re-read until draining."""
+        state.warn_checks.append(self.warning)
+        state.background.append(lambda: self.watch(lambda: state.draining))
 
     async def watch(self, stopping: Callable[[], bool]) -> None:
         """Re-read the file every `interval` seconds until `stopping()`."""

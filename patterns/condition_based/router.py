@@ -150,8 +150,7 @@ class Router:
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
         watched = self.routes
-        state.warn_checks.append(watched.warning)
-        state.background.append(lambda: watched.watch(lambda: state.draining))
+        watched.attach(state)
 
         @app.get("/routes", tags=["routing"], summary="The rules being served, in order")
         async def rules() -> Response:

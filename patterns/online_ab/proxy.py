@@ -336,9 +336,8 @@ class OnlineAb:
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
         watched = self.experiment
-        state.warn_checks.append(watched.warning)
-        state.background.append(lambda: watched.watch(lambda: state.draining))
-        state.background.append(lambda: self.exposures.run(lambda: state.draining))
+        watched.attach(state)
+        self.exposures.attach(state)
 
         errors: dict[int | str, dict[str, Any]] = {
             c: {"model": ErrorResponse} for c in (400, 404, 413, 422, 503)

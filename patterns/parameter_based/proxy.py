@@ -199,8 +199,7 @@ class ParameterProxy:
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
         watched = self.parameters
-        state.warn_checks.append(watched.warning)
-        state.background.append(lambda: watched.watch(lambda: state.draining))
+        watched.attach(state)
 
         @app.get("/parameters", tags=["health"], summary="The parameters being served")
         async def show() -> Response:

@@ -207,7 +207,7 @@ class ShadowProxy:
                 await asyncio.sleep(self.s.shadow_report_seconds / ticks)
 
     def extend(self, app: FastAPI, state: ServiceState) -> None:
-        state.background.append(lambda: self.writer.run(lambda: state.draining))
+        self.writer.attach(state)
         state.background.append(lambda: self.refresh_gauges(state))
 
         @app.get(
