@@ -5,12 +5,17 @@ python -m training run --model iris-svc      # one model
 python -m training export --model iris-svc   # up to a step, without registering
 python -m training promote --model iris-svc [--version 3] [--alias production]
 python -m training promote --all             # every model's candidate -> production
+
+Without arguments, the command comes from the environment, as a Kubernetes Job's containers
+run it (one image, one command, the step in an env var): MLSP_STEP (data, train, evaluate,
+export, register or run) for the models in MLSP_TRAIN_MODELS (comma-separated; default all).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from training.catalog import MODELS, get_spec
@@ -81,7 +86,18 @@ def _run(args: argparse.Namespace, names: list[str], settings: TrainingSettings)
     return 0
 
 
+def from_environment() -> list[str]:
+    """The arguments MLSP_STEP and MLSP_TRAIN_MODELS stand for (none when MLSP_STEP is unset)."""
+    step = os.environ.get("MLSP_STEP", "").strip()
+    if not step:
+        return []
+    models = [m.strip() for m in os.environ.get("MLSP_TRAIN_MODELS", "").split(",") if m.strip()]
+    return [step, *(f"--model={m}" for m in models)] if models else [step, "--all"]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:] or from_environment()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()

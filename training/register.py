@@ -28,7 +28,7 @@ PRODUCTION = "production"
 ARTIFACT_PATH = "model"
 
 
-def _client(settings: TrainingSettings) -> Any:
+def mlflow_client(settings: TrainingSettings) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     from mlflow.tracking import MlflowClient
 
@@ -105,7 +105,7 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
     """Register the exported artifact; returns the registry version."""
     from mlflow.entities import Metric, Param, RunTag
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     export_dir = step_dirs["export"]
     card = read_json(export_dir / "model.json")
     version = _existing_version(client, spec.name, card["sha256"])
@@ -155,7 +155,7 @@ def promote(
     name: str, settings: TrainingSettings, version: str | None = None, alias: str = PRODUCTION
 ) -> str:
     """Point `alias` at `version` (default: the current candidate)."""
-    client = _client(settings)
+    client = mlflow_client(settings)
     if version is None:
         version = str(client.get_model_version_by_alias(name, CANDIDATE).version)
     client.get_model_version(name, version)  # raises if it does not exist
