@@ -2,7 +2,9 @@
 # Training and the MLflow server share one heavy dependency set (MLflow itself needs
 # scikit-learn, pandas, SQLAlchemy...), so they share one builder stage and two targets:
 #   --target mlflow    the tracking server + registry (store on a volume)
-#   --target training  the pipeline: data -> train -> evaluate -> ONNX export -> register
+#   --target training  the pipeline: data -> train -> evaluate -> ONNX export -> register,
+#                      and batch_training's seed, scheduled retraining and alias tools (with
+#                      the PostgreSQL driver: its rows live in PostgreSQL on Kubernetes)
 # Build from the repo root: make build (or podman/docker build -f docker/training.Dockerfile).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
@@ -13,7 +15,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
 RUN python3 -m pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --extra training --no-cache
+RUN uv sync --frozen --no-dev --no-install-project --extra training --extra postgres --no-cache
 
 FROM ${BASE_IMAGE} AS mlflow
 ARG VERSION=0.1.0
@@ -39,7 +41,9 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY serving/ serving/
 COPY training/ training/
-RUN python3 -m compileall -q serving training
+COPY patterns/__init__.py patterns/declare.py patterns/
+COPY patterns/batch_training/ patterns/batch_training/
+RUN python3 -m compileall -q serving training patterns
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
     MLSP_DATA_DIR=/data MLSP_GIT_SHA=${GIT_SHA}
 USER 10001:10001
