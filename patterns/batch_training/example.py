@@ -59,7 +59,9 @@ def walk(w: Walkthrough) -> None:
     w.note("another run holds the lock (here: flock on the SQLite file's lock, as a running")
     w.note("retrain does; PostgreSQL: an advisory lock): exit 75 at once, nothing recorded")
     w.sh(
-        "flock data/batch-demo/rows.db.lock sleep 3 & sleep 0.5; " + RETRAIN + LAST,
+        "flock -o data/batch-demo/rows.db.lock sleep 60 >/dev/null 2>&1 & sleep 0.5; "
+        + RETRAIN
+        + '; echo "exit code $?"; kill $!',
         expect=lambda o: '"status": "locked"' in o and "exit code 75" in o,
     )
     w.note("a challenger below the gate (MLSP_MIN_ACCURACY=1.01) is never registered; the run")
