@@ -20,7 +20,7 @@ DEMO = "MLSP_TRAIN_MODELS=iris-lr MLSP_DATA_DIR=data/pipeline-demo MLSP_STEP=run
 # what the steps log, without the timestamps and paths around it, and the exit code
 STEP_LINES = (
     "2>&1 | grep -o 'step [a-z]*: [a-z]*\\|registered version.*\\|already registered.*\\|"
-    "accuracy .* registered'; echo \"exit code ${PIPESTATUS[0]}\""
+    'accuracy .* registered\'; echo "exit code ${PIPESTATUS[0]}"'
 )
 
 VOLATILE = [
@@ -71,10 +71,12 @@ def walk(w: Walkthrough) -> None:
     w.note("the rerun resumes at the failed step: data and train come from their manifests")
     w.sh(
         f"{DEMO} .venv/bin/python -m training {STEP_LINES}",
-        expect=lambda out: "step data: cached" in out
-        and "step train: cached" in out
-        and "step evaluate: done" in out
-        and "registered version 1" in out
-        and "exit code 0" in out,
+        expect=lambda out: (
+            "step data: cached" in out
+            and "step train: cached" in out
+            and "step evaluate: done" in out
+            and "registered version 1" in out
+            and "exit code 0" in out
+        ),
         timeout=180,
     )
