@@ -1,0 +1,42 @@
+"""Process declaration of edge_ai (see patterns/declare.py).
+
+Locally the manifest key is a fixed development value (below); on Kubernetes both processes
+read it from the deploy-time Secret edge-manifest-key (kube/manifests.py), random per cluster.
+"""
+
+from patterns import smoke
+from patterns.declare import Pattern, Process, Smoke
+
+DEV_KEY = "local-development-key-edge-ai-not-a-secret"
+"""The local run's HMAC key (the README's commands pass it too): never used on a cluster."""
+
+PATTERN = Pattern(
+    id="edge_ai",
+    summary="Devices update their model from a hub: signed manifests, A/B slots, rollback",
+    processes=(
+        Process(
+            "hub",
+            "patterns.edge_ai.hub",
+            env={
+                "MLSP_SERVICE": "model-hub",
+                "MLSP_MODELS_DIR": "{data}/models",
+                "MLSP_MANIFEST_KEY": DEV_KEY,
+            },
+        ),
+        Process(
+            "device-sim",
+            "patterns.edge_ai.device_sim",
+            env={
+                "MLSP_SERVICE": "device-sim",
+                "MLSP_HUB_URL": "{url:hub}",
+                "MLSP_STATE_DIR": "{workdir}/device",
+                "MLSP_MODEL_NAME": "digits-lr",
+                "MLSP_MANIFEST_KEY": DEV_KEY,
+                "MLSP_SYNC_INTERVAL_SECONDS": "5",
+            },
+        ),
+    ),
+    models=("digits-lr",),
+    public=("device-sim",),
+    smoke=Smoke(calls=(smoke.predict(smoke.card("device-sim")),)),
+)
