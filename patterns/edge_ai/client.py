@@ -15,7 +15,6 @@ usage or input, 75 the hub unreachable or a download cut short (try again: it re
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from patterns.edge_ai.device import (
     parse_manifest,
 )
 from serving.errors import ApiError
-from serving.inference import parse_rows, prediction_body
+from serving.inference import encode, parse_rows, prediction_body
 from serving.logs import configure_logging
 from serving.model import ModelError
 
@@ -39,7 +38,7 @@ MAX_ROWS_BYTES = 1 << 20
 
 
 def out(payload: dict[str, Any], code: int) -> int:
-    print(json.dumps(payload, separators=(",", ":")))
+    sys.stdout.write(encode(payload).decode() + "\n")
     return code
 
 

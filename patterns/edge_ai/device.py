@@ -225,6 +225,8 @@ class Device:
         self.root = settings.state_dir
         self.key = settings.manifest_key.get_secret_value().encode()
         self.name = settings.model_name
+        self.last_download: dict[str, int] = {}
+        """Bytes the last completed download resumed from and fetched."""
 
     # --- the folder ---------------------------------------------------------------------
 
@@ -380,6 +382,7 @@ class Device:
         )
         if have < manifest.size:
             raise Incomplete(have, manifest.size, resumed_from)
+        self.last_download = {"resumed_from": resumed_from, "fetched": fetched}
         return part
 
     def install(self, manifest: Manifest, part: Path) -> str:
@@ -422,6 +425,7 @@ class Device:
         return target
 
     def sync(self, *, force: bool = False, max_bytes: int | None = None) -> SyncResult:
+        self.last_download = {}
         with self.locked(), self.client() as client:
             offered: str | None = None
             try:
@@ -450,6 +454,7 @@ class Device:
                 f"version {manifest.version} installed in slot {slot}",
                 self.active(),
                 offered,
+                {"download": self.last_download},
             )
 
     def rollback(self) -> SyncResult:

@@ -27,6 +27,7 @@ from patterns.edge_ai.device import Device, DeviceSettings, SyncResult, open_che
 from serving import metrics
 from serving.app import create_app
 from serving.errors import Unavailable
+from serving.http import backoff
 from serving.inference import json_response
 from serving.model import ModelCard, ModelError, OnnxModel, Prediction
 from serving.predictor import Batch, Call
@@ -131,14 +132,24 @@ class Syncer:
         )
         log.log(level, "sync", extra=result.as_json())
         await asyncio.to_thread(self.predictor.refresh)
+        if self.predictor.model is None:
+            self.predictor.why = (
+                f"no model installed yet: last sync {result.status}: {result.detail}"
+            )
 
     async def run(self) -> None:
         interval = self.device.s.sync_interval_seconds
-        next_sync = 0.0
+        next_sync, attempt = 0.0, 0
         while not self.state.draining:
             if time.monotonic() >= next_sync:
                 await self.sync_once()
-                next_sync = time.monotonic() + interval
+                # Without a model, try again soon (the hub may be starting); then every interval.
+                if self.predictor.model is None:
+                    pause = min(interval, 0.5 + backoff(attempt, base=0.5, cap=10.0))
+                    attempt += 1
+                else:
+                    pause, attempt = interval, 0
+                next_sync = time.monotonic() + pause
             else:
                 await asyncio.to_thread(self.predictor.refresh)
             await asyncio.sleep(1.0)
