@@ -41,8 +41,16 @@ MODEL = "digits-lr"
 def client(state: Path, hub: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, Any]:
     """Run the edge-client; its exit code and its JSON answer."""
     done = subprocess.run(
-        [sys.executable, "-m", "patterns.edge_ai.client", "--state", str(state), "--hub", hub]
-        + list(args),
+        [
+            sys.executable,
+            "-m",
+            "patterns.edge_ai.client",
+            "--state",
+            str(state),
+            "--hub",
+            hub,
+            *args,
+        ],
         env={**os.environ, "MLSP_MANIFEST_KEY": DEV_KEY, **(env or {})},
         capture_output=True,
         text=True,
