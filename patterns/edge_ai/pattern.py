@@ -5,7 +5,7 @@ read it from the deploy-time Secret edge-manifest-key (kube/manifests.py), rando
 """
 
 from patterns import smoke
-from patterns.declare import Pattern, Process, Smoke
+from patterns.declare import Call, Pattern, Process, Smoke
 
 DEV_KEY = "local-development-key-edge-ai-not-a-secret"
 """The local run's HMAC key (the README's commands pass it too): never used on a cluster."""
@@ -38,5 +38,16 @@ PATTERN = Pattern(
     ),
     models=("digits-lr",),
     public=("device-sim",),
-    smoke=Smoke(calls=(smoke.predict(smoke.card("device-sim")),)),
+    smoke=Smoke(
+        calls=(
+            Call(
+                "predict",
+                (smoke.card("device-sim"),),
+                smoke.same_labels,
+                "POST {service}/predict: the device answers from the model it synced",
+                service="edge-ai-device-sim",
+                retries=6,  # the device syncs its first model from the hub after it starts
+            ),
+        )
+    ),
 )
