@@ -63,9 +63,7 @@ class DeviceSettings(ServingSettings):
     """The model this device keeps."""
     manifest_key: SecretStr = Field(min_length=32)
     """HMAC-SHA256 key the manifests are signed with (the hub's; a Secret on Kubernetes)."""
-    size_budgets: dict[str, int] = Field(
-        default_factory=lambda: {"digits-lr": 200_000, "iris-lr": 50_000}
-    )
+    size_budgets: dict[str, int] = Field({"digits-lr": 200_000, "iris-lr": 50_000})
     """Largest model.onnx accepted per model name, in bytes (a JSON object)."""
     default_size_budget: int = Field(1_000_000, ge=1)
     """Largest model.onnx accepted for a model without a budget of its own, in bytes."""

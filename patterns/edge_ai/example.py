@@ -75,9 +75,12 @@ def walk(w: Walkthrough) -> None:
     w.sh(f"{PREDICT} | {LABELS}", expect="'version': '1'")
     w.note("device-sim crashes while the hub is away: it restarts on the model in its folder")
     w.sh("make kill PATTERN=edge_ai PROCESS=device-sim", expect="killed")
-    w.until("make status PATTERN=edge_ai", re.compile(r"device-sim .*restarts=1 .* ready"))
+    w.until(
+        "make status PATTERN=edge_ai", re.compile(r"device-sim +running +restarts=1 +\S+ +ready")
+    )
     w.sh(f"{PREDICT} | {LABELS}", expect="'version': '1'")
     w.sh("make start PATTERN=edge_ai PROCESS=hub", expect="running")
+    w.until(f"curl -s {HUB}/readyz", '"ready":true')
     w.note("a manifest changed after signing, and one without a signature: refused (exit 1)")
     tampered = EDIT.format('m["sha256"] = "0" * 64')
     w.sh(f"curl -s {MANIFEST} | {tampered} > /tmp/mlsp-edge-manifest.json")
