@@ -15,6 +15,7 @@ Manifest: manifests/patterns/edge_ai/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -70,7 +71,10 @@ class SlotPredictor:
         self.model, self.serving = model, key
         s, card = self.device.s, model.card
         if old is not None:
-            metrics.MODEL_INFO.remove(s.service, old.card.name, old.card.version, old.card.sha256)
+            with contextlib.suppress(KeyError):
+                metrics.MODEL_INFO.remove(
+                    s.service, old.card.name, old.card.version, old.card.sha256
+                )
         metrics.MODEL_INFO.labels(s.service, card.name, card.version, card.sha256).set(1)
         log.info(
             "model switched",

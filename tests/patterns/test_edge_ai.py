@@ -179,6 +179,48 @@ def test_predictions_continue_with_the_hub_stopped(
         device_predicts(state, hub, data_dir, tmp_path)
 
 
+def wait_for(url: str, check: Any, what: str, within: float = 30) -> Any:
+    """GET `url` until `check(json)` holds; the last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        body = httpx.get(url).json()
+        if check(body):
+            return body
+        assert time.monotonic() < deadline, f"{what}: {body}"
+        time.sleep(0.3)
+
+
+def test_device_sim_follows_the_hub_and_a_rollback_made_beside_it(
+    data_dir: Path, hub_root: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "sim"
+    with edge(
+        data_dir, hub_root, tmp_path, MLSP_SYNC_INTERVAL_SECONDS="0.5", MLSP_STATE_DIR=str(state)
+    ) as run:
+        hub, device = run.url("hub"), run.url("device-sim")
+        assert httpx.get(f"{device}/metadata").json()["version"] == "1"
+        publish(hub_root, data_dir, "2")
+        wait_for(f"{device}/metadata", lambda m: m["version"] == "2", "never took version 2")
+        rows, expected = golden(data_dir)
+        answer = httpx.post(f"{device}/predict", json={"instances": rows}).json()
+        assert answer["model"]["version"] == "2"
+        assert [p["class_id"] for p in answer["predictions"]] == expected
+        info = [ln for ln in httpx.get(f"{device}/metrics").text.splitlines()]
+        info = [ln for ln in info if ln.startswith("mlsp_model_info{")]
+        assert len(info) == 1 and 'version="2"' in info[0], info
+
+        code, out = client(state, hub, "rollback")
+        assert (code, out["active"]["version"]) == (0, "1")
+        wait_for(f"{device}/metadata", lambda m: m["version"] == "1", "never rolled back")
+        ready = wait_for(
+            f"{device}/readyz",
+            lambda r: any("rolled back" in w for w in r.get("warnings", [])),
+            "the next sync did not refuse the version rolled back from",
+        )
+        assert ready["ready"] is True
+        assert httpx.get(f"{device}/metadata").json()["version"] == "1"
+
+
 def signed_manifest(data_dir: Path, version: str, **changes: Any) -> dict[str, Any]:
     folder = data_dir / "models" / MODEL
     card = read_card(folder)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from serving.signing import SignatureError, canonical, sign, verify
@@ -25,7 +28,9 @@ def test_a_signed_document_verifies_whatever_its_key_order() -> None:
         (lambda d: d.update(signature=7), "not a string"),
     ],
 )
-def test_a_changed_or_unsigned_document_is_refused(change, why) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_or_unsigned_document_is_refused(
+    change: Callable[[dict[str, Any]], object], why: str
+) -> None:
     signed = sign({"a": 1, "b": 1}, KEY)
     change(signed)
     with pytest.raises(SignatureError, match=why):
