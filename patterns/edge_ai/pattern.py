@@ -4,9 +4,16 @@ Locally the manifest key is a fixed development value (below); on Kubernetes bot
 read it from the deploy-time Secret edge-manifest-key (kube/manifests.py), random per cluster.
 """
 
+import json
+from pathlib import Path
+
 from patterns import smoke
 from patterns.declare import Call, Pattern, Process, Smoke
 
+ROWS = json.loads((Path(__file__).parent / "examples" / "digits.json").read_text())
+DIGITS = json.dumps({**ROWS, "labels": ["1", "4"]})
+"""Two digits of the test set (a 1 and a 4) and their labels: device-sim's image holds no
+model of its own to read golden examples from, it has what it synced."""
 DEV_KEY = "local-development-key-edge-ai-not-a-secret"
 """The local run's HMAC key (the README's commands pass it too): never used on a cluster."""
 
@@ -42,7 +49,7 @@ PATTERN = Pattern(
         calls=(
             Call(
                 "predict",
-                (smoke.card("device-sim"),),
+                (DIGITS,),
                 smoke.same_labels,
                 "POST {service}/predict: the device answers from the model it synced",
                 service="edge-ai-device-sim",
