@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
-from patterns.edge_ai.manifest import Manifest
+from patterns.edge_ai.manifest import Manifest, ManifestKey
 from serving import preprocessing
 from serving.model import ModelError, OnnxModel, read_card
 from serving.settings import ServingSettings
-from serving.signing import SignatureError, check_key, verify
+from serving.signing import SignatureError, verify
 from serving.upstream import ServiceUrl
 
 log = logging.getLogger("edge_ai.device")
@@ -49,7 +49,7 @@ MAX_MANIFEST_BYTES = 256 << 10
 """A manifest is a few KB (the card without its reference sample); more is refused."""
 
 
-class DeviceSettings(ServingSettings):
+class DeviceSettings(ServingSettings, ManifestKey):
     """A device (the edge-client command and the device-sim service): which model it keeps,
     where, from which hub, under which budget."""
 
@@ -61,8 +61,6 @@ class DeviceSettings(ServingSettings):
     """The device's folder: slots, pointer, partial downloads (a PVC on Kubernetes)."""
     model_name: str = Field("digits-lr", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     """The model this device keeps."""
-    manifest_key: SecretStr = Field(min_length=32)
-    """HMAC-SHA256 key the manifests are signed with (the hub's; a Secret on Kubernetes)."""
     size_budgets: dict[str, int] = Field({"digits-lr": 200_000, "iris-lr": 50_000})
     """Largest model.onnx accepted per model name, in bytes (a JSON object)."""
     default_size_budget: int = Field(1_000_000, ge=1)
@@ -73,12 +71,6 @@ class DeviceSettings(ServingSettings):
     """Seconds to connect to the hub."""
     hub_read_timeout: float = Field(2.0, gt=0)
     """Seconds to wait for each read from the hub."""
-
-    @field_validator("manifest_key")
-    @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        check_key(value.get_secret_value().encode())
-        return value
 
     def budget(self, name: str) -> int:
         return self.size_budgets.get(name, self.default_size_budget)

@@ -24,34 +24,25 @@ from typing import Annotated, Any
 from fastapi import FastAPI
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
-from pydantic import Field, SecretStr, field_validator
 
-from patterns.edge_ai.manifest import MODEL_NAME, device_card, model_url
+from patterns.edge_ai.manifest import MODEL_NAME, ManifestKey, device_card, model_url
 from serving.app import create_app
 from serving.errors import NotFound, Unavailable
 from serving.inference import json_response
 from serving.model import ModelError, ModelMissing, read_card, sha256_file
 from serving.server import serve_pattern
 from serving.settings import ServingSettings
-from serving.signing import check_key, sign
+from serving.signing import sign
 from serving.state import ServiceState
 
 
-class HubSettings(ServingSettings):
+class HubSettings(ServingSettings, ManifestKey):
     """The model hub: where the published models are and the key that signs their manifests."""
 
     service: str = "model-hub"
     pattern: str = "edge_ai"
     models_dir: Path = Path("data/models")
     """Folder of published models: one `<name>/model.onnx` + `model.json` each."""
-    manifest_key: SecretStr = Field(min_length=32)
-    """HMAC-SHA256 key of the manifests (at least 32 bytes; from a Secret on Kubernetes)."""
-
-    @field_validator("manifest_key")
-    @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        check_key(value.get_secret_value().encode())
-        return value
 
 
 NameParam = Annotated[str, PathParam(pattern=MODEL_NAME, max_length=63)]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from serving.model import ModelCard
+from serving.settings import MlspSettings
+from serving.signing import check_key
 
 MODEL_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Name = Annotated[str, StringConstraints(pattern=MODEL_NAME)]
@@ -45,3 +47,17 @@ def device_card(card: ModelCard) -> dict[str, Any]:
 
 def model_url(name: str, version: str) -> str:
     return f"/edge/models/{name}/versions/{version}/model.onnx"
+
+
+class ManifestKey(MlspSettings):
+    """The key the hub signs manifests with and devices verify them with."""
+
+    manifest_key: SecretStr = Field(min_length=32)
+    """HMAC-SHA256 key of the manifests (at least 32 bytes; from the Secret edge-manifest-key
+    on Kubernetes)."""
+
+    @field_validator("manifest_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        check_key(value.get_secret_value().encode())
+        return value
