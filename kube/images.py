@@ -176,6 +176,7 @@ PATTERN_IMAGES = {
     "prediction_cache": ("serving", "redis", "model-in-image"),
     "circuit_breaker": ("serving", "model-in-image:iris-lr", "model-in-image"),
     "data_cache": ("serving", "batch", "redis", "postgres", "batch:digits-lr"),
+    "edge_ai": ("serving", "model-in-image:digits-lr"),
     "prediction_log": (
         "serving",
         "batch",

@@ -39,7 +39,10 @@ UID = 10001
 
 Doc = dict[str, Any]
 
-DEPLOY_TIME_SECRETS: dict[str, tuple[str, ...]] = {"postgres-credentials": ("POSTGRES_PASSWORD",)}
+DEPLOY_TIME_SECRETS: dict[str, tuple[str, ...]] = {
+    "postgres-credentials": ("POSTGRES_PASSWORD",),
+    "edge-manifest-key": ("MLSP_MANIFEST_KEY",),
+}
 """Secrets no file of the repository holds (name -> keys): `make deploy` creates each missing
 one in the namespace with random values (kube/deploy.py ensure_secrets) and never replaces
 an existing one (PostgreSQL keeps the password its volume was initialised with); kube play

@@ -63,6 +63,7 @@ SERVICES = {
     "condition_based": ["router"],
     "shadow_ab": ["proxy"],
     "online_ab": ["proxy"],
+    "edge_ai": ["hub", "device-sim"],
 }
 
 
