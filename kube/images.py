@@ -145,6 +145,7 @@ PATTERN_IMAGES = {
     "web_single": ("serving", "model-in-image"),
     "model_in_image": ("serving", "model-in-image"),
     "model_load": ("serving", "training", "mlflow"),
+    "inference_template": ("serving", "training", "mlflow"),
     "asynchronous": ("serving", "redis", "model-in-image:digits-svc"),
     "synchronous": ("serving", "model-in-image:digits-lr"),
     "sync_async": ("serving", "redis", "model-in-image:digits-lr", "model-in-image:digits-svc"),
