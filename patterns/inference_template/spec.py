@@ -114,7 +114,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(spec)"
+    return out
 
 
 def load_spec(path: Path) -> ServiceSpec:
@@ -135,9 +135,10 @@ def load_spec(path: Path) -> ServiceSpec:
         return ServiceSpec.model_validate(data)
     except ValidationError as exc:
         lines = []
+        # a validator of a whole object (no location) names its fields in its message
         for err in exc.errors():
-            # a validator of a whole object names its field in its message
-            lines.append(f"{_where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
+            where, msg = _where(err["loc"]), err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}" if where else msg)
         raise SpecError(f"{path}: " + "; ".join(lines)) from exc
 
 
