@@ -27,7 +27,10 @@ MAX_FEATURES = 4096
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$", max_length=16)]
 Word = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]+$", max_length=64)]
 """A feature or label name: no comma or space (the ConfigMap lists them comma-separated)."""
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+ServiceName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+"""A DNS-1035 label: the Service, Deployment and ConfigMap names."""
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
+Value = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -35,7 +38,7 @@ class Strict(BaseModel):
 
 
 class ModelSource(Strict):
-    name: Name
+    name: ModelName
     """Name the model's card carries (checked when the service loads it)."""
     uri: Annotated[str, Field(pattern=r"^models:/[A-Za-z0-9._-]+(@[A-Za-z0-9_-]+|/[0-9]+)$")]
     """MLflow model URI: `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
@@ -49,7 +52,7 @@ class ModelSource(Strict):
 
 
 class InputSchema(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=64)] = "X"
+    name: Word = "X"
     """Name of the model's input tensor."""
     features: Annotated[list[Word], Field(min_length=1)]
     """Feature names, in the order the model takes them."""
@@ -65,8 +68,8 @@ class InputSchema(Strict):
 
 
 class Preprocessing(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    version: Annotated[str, Field(min_length=1, max_length=16)]
+    name: Word
+    version: Word
 
 
 class Resources(Strict):
@@ -79,16 +82,17 @@ class Resources(Strict):
 class ServiceSpec(Strict):
     """A service made from the template (patterns/inference_template/README.md)."""
 
-    name: Name
+    name: ServiceName
     """Service name: the Deployment, Service and ConfigMap are named after it."""
-    description: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(pattern=r"^[^\r\n]+$", max_length=200)]
+    """One line (it is written into comments and the README)."""
     model: ModelSource
     input: InputSchema
     labels: Annotated[list[Word], Field(min_length=1)]
     """Class labels, in class-id order."""
     preprocessing: Preprocessing | None = None
     """The preprocessing the model was trained for; none: it takes raw features."""
-    examples: Annotated[list[list[float]], Field(min_length=1, max_length=20)]
+    examples: Annotated[list[list[Value]], Field(min_length=1, max_length=20)]
     """Input rows for the smoke test, the load test and the README."""
     replicas: Annotated[int, Field(ge=1, le=50)] = 2
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 256

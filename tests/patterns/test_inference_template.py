@@ -109,6 +109,9 @@ def test_force_removes_what_the_spec_no_longer_makes_and_nothing_else(tmp_path: 
         ({"labels": ["set osa"]}, "labels[0]: String should match pattern"),
         ({"resources__cpu_limit": "lots"}, "resources.cpu_limit: String should match pattern"),
         ({"gpu": True}, "gpu: Extra inputs are not permitted"),
+        ({"name": "1st"}, "name: String should match pattern"),
+        ({"description": "two\nlines"}, "description: String should match pattern"),
+        ({"examples": [[1.0, 2.0, float("nan"), 4.0]]}, "examples[0][2]: Input should be a finite"),
     ],
 )
 def test_a_bad_spec_exits_2_naming_the_field(
