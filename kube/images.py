@@ -147,6 +147,7 @@ PATTERN_IMAGES = {
     "model_load": ("serving", "training", "mlflow"),
     "pipeline_training": ("serving", "training", "mlflow"),
     "batch_training": ("training", "mlflow", "postgres"),
+    "inference_template": ("serving", "training", "mlflow"),
     "asynchronous": ("serving", "redis", "model-in-image:digits-svc"),
     "synchronous": ("serving", "model-in-image:digits-lr"),
     "sync_async": ("serving", "redis", "model-in-image:digits-lr", "model-in-image:digits-svc"),

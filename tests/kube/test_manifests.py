@@ -237,14 +237,17 @@ def test_queue_patterns_have_a_durable_redis(rendered: dict[str, list[Doc]]) -> 
 
 def test_models_are_baked_into_the_images_that_serve_them(rendered: dict[str, list[Doc]]) -> None:
     """Each container that reads a model runs the image with that model at MLSP_MODEL_DIR
-    (every overlay but model_load, whose loader fetches the model at start)."""
+    (but in a pod whose `serving.loader` init step fetches the model at start: model_load,
+    inference_template)."""
+    loader = ["python", "-m", "serving.loader"]
     for overlay, docs in rendered.items():
-        if overlay == "model_load":
-            continue
         for doc in docs:
             if doc["kind"] not in manifests.POD_OWNERS:
                 continue
-            for _, c in manifests.containers(pod_spec(doc)[1]):
+            pod = pod_spec(doc)[1]
+            if any(c.get("command") == loader for c in pod.get("initContainers") or []):
+                continue
+            for _, c in manifests.containers(pod):
                 model_dir = _env(c).get("MLSP_MODEL_DIR")
                 if model_dir:
                     model = model_dir.rsplit("/", 1)[-1]

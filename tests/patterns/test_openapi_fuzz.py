@@ -56,6 +56,7 @@ SERVICES = {
     "prep_pred": ["prep", "pred"],
     "prediction_cache": ["api"],
     "data_cache": ["api"],
+    "inference_template": ["api"],
     "batch_inference": ["api"],
     "prediction_log": ["api", "log-writer"],
     "circuit_breaker": ["proxy"],

@@ -156,7 +156,10 @@ def test_unknown_env_target_and_aliases_of_missing_patterns_are_refused(tmp_path
     out = cli(env, "run", "web_single", "--env", "nope:X=1", check=False)
     assert "--env names no process of web_single: nope" in out
     assert runner.resolve("async") == "asynchronous"
-    assert "unknown pattern 'template'" in cli(env, "resolve", "template", check=False)
+    assert "unknown pattern 'no-such-pattern'" in cli(
+        env, "resolve", "no-such-pattern", check=False
+    )
+    assert cli(env, "resolve", "template") == "inference_template\n"
     assert cli(env, "resolve", "shadow") == "shadow_ab\n"  # an alias exists with its pattern
     declared = [a for pid in runner.pattern_ids() for a in runner.load(pid).aliases]
     assert len(declared) == len(set(declared))
