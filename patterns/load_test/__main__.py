@@ -31,7 +31,11 @@ from patterns.load_test import capacity as capacity_mod
 from patterns.load_test import slo as slo_mod
 from patterns.load_test.figures import DEFAULT_STEPS, Step, describe, environment, parse_steps
 from patterns.load_test.run import (
+    BREACH,
+    FAILED,
+    OK,
     ROOT,
+    USAGE,
     LoadTestError,
     print_summary,
     run_locust,
@@ -41,7 +45,6 @@ from patterns.load_test.run import (
 from patterns.load_test.slo import Slo, SloError, fmt
 from patterns.runner import RunnerError
 
-OK, BREACH, USAGE, FAILED = 0, 1, 2, 3
 READY_TIMEOUT = 60.0
 
 

@@ -58,23 +58,18 @@ def with_ceiling(slo: Slo) -> Slo:
     return Slo({**slo.thresholds, ALL: (*overall, ERROR_CEILING)}, slo.abort_after)
 
 
-def search(
-    probe: Probe,
-    slo: Slo,
-    *,
-    start: int = 5,
-    max_users: int = 200,
-    tolerance: float = 0.1,
-    max_probes: int = 16,
-    say: Callable[[str], None] = print,
-) -> Capacity:
-    judged = with_ceiling(slo)
-    result = Capacity()
+@dataclass
+class _Search:
+    probe: Probe
+    slo: Slo
+    max_probes: int
+    say: Callable[[str], None]
+    result: Capacity = field(default_factory=Capacity)
 
-    def attempt(users: int, purpose: str) -> Attempt:
-        summary = probe(users)
+    def attempt(self, users: int, purpose: str) -> Attempt:
+        summary = self.probe(users)
         totals = summary.get("totals", {})
-        breaches = [str(b) for b in slo_mod.check(judged, figures_of(summary), floors=False)]
+        breaches = [str(b) for b in slo_mod.check(self.slo, figures_of(summary), floors=False)]
         if summary.get("aborted"):
             breaches.append(f"aborted: {summary['aborted']}")
         a = Attempt(
@@ -85,56 +80,77 @@ def search(
             breaches,
             purpose,
         )
-        result.attempts.append(a)
+        self.result.attempts.append(a)
         verdict = "ok" if a.ok else "BREACH " + "; ".join(breaches)
-        say(
-            f"probe {len(result.attempts):>2} {purpose:8} {users:>4} users {a.rps:>8.1f} rps "
-            f"p99 {a.p99_ms:>6.1f} ms errors {100 * a.error_rate:5.2f}%  {verdict}"
+        self.say(
+            f"probe {len(self.result.attempts):>2} {purpose:8} {users:>4} users "
+            f"{a.rps:>8.1f} rps p99 {a.p99_ms:>6.1f} ms errors {100 * a.error_rate:5.2f}%  "
+            f"{verdict}"
         )
         return a
 
-    def budget() -> bool:
-        if len(result.attempts) >= max_probes:
-            result.exhausted = True
+    def budget(self) -> bool:
+        if len(self.result.attempts) >= self.max_probes:
+            self.result.exhausted = True
             return False
         return True
 
-    good: int | None = None
-    bad: int | None = None
-    users = max(1, min(start, max_users))
-    # 1. raise: double until a breach or max_users
-    while budget():
-        if attempt(users, "raise").ok:
+    def raise_load(self, users: int, max_users: int) -> tuple[int | None, int | None]:
+        """Double from `users` until a breach or max_users: (last good, first bad)."""
+        good: int | None = None
+        while self.budget():
+            if not self.attempt(users, "raise").ok:
+                return good, users
             good = users
             if users >= max_users:
-                result.capped = True
+                self.result.capped = True
                 break
             users = min(users * 2, max_users)
-        else:
-            bad = users
-            break
-    while good is not None:
-        # 2. bisect between the last good and the first bad
-        while bad is not None and bad - good > max(1, int(good * tolerance)) and budget():
+        return good, None
+
+    def bisect(self, good: int, bad: int | None, tolerance: float) -> int:
+        while bad is not None and bad - good > max(1, int(good * tolerance)) and self.budget():
             mid = (good + bad) // 2
-            if attempt(mid, "bisect").ok:
+            if self.attempt(mid, "bisect").ok:
                 good = mid
             else:
                 bad = mid
-        # 3. confirm twice
+        return good
+
+    def confirm(self, users: int) -> list[Attempt]:
+        """Two more runs at `users`; stops at the first that breaks."""
         confirmed: list[Attempt] = []
-        while len(confirmed) < 2 and budget():
-            a = attempt(good, "confirm")
+        while len(confirmed) < 2 and self.budget():
+            a = self.attempt(users, "confirm")
             if not a.ok:
                 break
             confirmed.append(a)
+        return confirmed
+
+
+def search(
+    probe: Probe,
+    slo: Slo,
+    *,
+    start: int = 5,
+    max_users: int = 200,
+    tolerance: float = 0.1,
+    max_probes: int = 16,
+    say: Callable[[str], None] = print,
+) -> Capacity:
+    s = _Search(probe, with_ceiling(slo), max_probes, say)
+    result = s.result
+    good, bad = s.raise_load(max(1, min(start, max_users)), max_users)
+    while good is not None:
+        good = s.bisect(good, bad, tolerance)
+        confirmed = s.confirm(good)
         if len(confirmed) == 2:
             result.users = good
             result.rps = min(a.rps for a in confirmed)
             return result
         if result.exhausted:
             return result
-        # a confirmation broke: good is not sustainable; look below it
+        # a confirmation broke: `good` is not sustainable; look below it
         bad, result.capped = good, False
         below = [a.users for a in result.attempts if a.ok and a.users < good]
         good = max(below) if below else None

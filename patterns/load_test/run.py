@@ -1,11 +1,12 @@
 """One headless locust run of stepped load, and its summary.
 
-`run_locust` starts `python -m locust` on a pattern's locustfile plus patterns/load_test/
-steps.py (the step shape), waits for it (bounded: the steps' time plus a margin), and writes
-into its folder: locust's CSV files (locust_stats.csv, locust_stats_history.csv,
-locust_failures.csv), locust's HTML report (report.html), its log (locust.log) and
-summary.json: per step and in all, per endpoint, RPS, p50/p90/p95/p99/p99.9, mean, max and
-errors; the machine (CPU model, cores, load average, Python, locust, git sha); the SLO verdict.
+`run_locust` starts `python -m locust` on a pattern's locustfile plus
+patterns/load_test/stepped_locustfile.py (the step shape), waits for it (bounded: the steps'
+time plus a margin), and writes into its folder: locust's CSV files (locust_stats.csv,
+locust_stats_history.csv, locust_failures.csv), locust's HTML report (report.html), its log
+(locust.log) and summary.json: per step and in all, per endpoint, RPS, p50/p90/p95/p99/p99.9,
+mean, max and errors; the machine (CPU model, cores, load average, Python, locust, git sha);
+the SLO verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -26,9 +27,14 @@ from patterns.load_test.figures import Step, describe, environment, format_steps
 from patterns.load_test.slo import ALL, Slo
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS_FILE = Path(__file__).with_name("steps.py")
+STEPS_FILE = Path(__file__).with_name("stepped_locustfile.py")
 MARGIN_SECONDS = 60
 """Locust may take this long beyond its steps (start, stop, reports) before it is killed."""
+
+
+OK, BREACH, USAGE, FAILED = 0, 1, 2, 3
+"""Exit codes: done (SLO met or none given), SLO breached, bad usage or SLO file, the load
+test could not be made."""
 
 
 class LoadTestError(RuntimeError):
@@ -150,7 +156,7 @@ def ms(value: Any) -> str:
 
 def table(summary: Mapping[str, Any]) -> list[str]:
     """The summary as printed lines: one per step, then the whole run per endpoint."""
-    head = f"{'':22} {'users':>5} {'requests':>9} {'rps':>8} {'p50':>6} {'p95':>6} {'p99':>6} "
+    head = f"{'':32} {'users':>5} {'requests':>9} {'rps':>8} {'p50':>6} {'p95':>6} {'p99':>6} "
     lines = [head + f"{'errors':>7}  (ms)"]
 
     def row(label: str, users: Any, f: Mapping[str, Any]) -> str:
@@ -168,10 +174,10 @@ def table(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def print_summary(summary: Mapping[str, Any]) -> None:
+def print_summary(summary: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
     for line in table(summary):
-        print(line)
-    print(f"machine: {describe(summary.get('environment', {}))}")
+        print(line, file=out)
+    print(f"machine: {describe(summary.get('environment', {}))}", file=out)
     if summary.get("aborted"):
-        print(f"aborted early: {summary['aborted']}")
-    print(f"results: {summary['files']['summary']} (CSV and report.html beside it)")
+        print(f"aborted early: {summary['aborted']}", file=out)
+    print(f"results: {summary['files']['summary']} (CSV and report.html beside it)", file=out)

@@ -100,6 +100,35 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _metric(name: str, field: str) -> str:
+    if name.startswith("p"):
+        pct = name.removeprefix("p").strip("()")
+        if pct not in PERCENTILES:
+            raise SloError(field, f"percentile {pct!r} not kept: one of {', '.join(PERCENTILES)}")
+        return f"p{pct}_ms"
+    if name in ("mean", "avg", "max"):
+        return "max_ms" if name == "max" else "mean_ms"
+    return "rps" if name == "rps" else "error_rate"
+
+
+def _scaled(metric: str, value: float, unit: str | None, field: str) -> float:
+    """`value` in the figure's unit: milliseconds, a fraction, requests per second."""
+    if metric.endswith("_ms"):
+        if unit not in (None, "ms", "s"):
+            raise SloError(field, f"a latency takes ms or s, not {unit!r}")
+        return value * 1000 if unit == "s" else value
+    if metric == "error_rate":
+        if unit not in (None, "%"):
+            raise SloError(field, f"errors is a rate: a fraction or a percentage, not {unit!r}")
+        rate = value / 100 if unit == "%" else value
+        if rate > 1:
+            raise SloError(field, f"error rate {rate:g} is more than 100%")
+        return rate
+    if unit is not None:
+        raise SloError(field, f"rps takes no unit, not {unit!r}")
+    return value
+
+
 def parse_threshold(text: object, field: str) -> Threshold:
     if not isinstance(text, str):
         raise SloError(field, f"expected a string like 'p99 < 50ms', got {text!r}")
@@ -110,29 +139,9 @@ def parse_threshold(text: object, field: str) -> Threshold:
             f"cannot read {text!r}: expected METRIC OP VALUE[UNIT] with METRIC one of "
             f"{', '.join('p' + p for p in PERCENTILES)}, mean, max, errors, rps",
         )
-    name, op, value, unit = m["metric"], m["op"], float(m["value"]), m["unit"]
-    if name.startswith("p"):
-        pct = name.removeprefix("p").strip("()")
-        if pct not in PERCENTILES:
-            raise SloError(field, f"percentile {pct!r} not kept: one of {', '.join(PERCENTILES)}")
-        metric = f"p{pct}_ms"
-    elif name in ("mean", "avg", "max"):
-        metric = "max_ms" if name == "max" else "mean_ms"
-    else:
-        metric = "rps" if name == "rps" else "error_rate"
-    if metric.endswith("_ms"):
-        if unit not in (None, "ms", "s"):
-            raise SloError(field, f"{name} is a latency: unit ms or s, not {unit!r}")
-        value *= 1000 if unit == "s" else 1
-    elif metric == "error_rate":
-        if unit not in (None, "%"):
-            raise SloError(field, f"errors is a rate: a fraction or a percentage, not {unit!r}")
-        value /= 100 if unit == "%" else 1
-        if value > 1:
-            raise SloError(field, f"error rate {value} is more than 100%")
-    elif unit is not None:
-        raise SloError(field, f"rps takes no unit, not {unit!r}")
-    return Threshold(metric, op, value, " ".join(text.split()))
+    metric = _metric(m["metric"], field)
+    value = _scaled(metric, float(m["value"]), m["unit"], field)
+    return Threshold(metric, m["op"], value, " ".join(text.split()))
 
 
 def parse_duration(value: object, field: str) -> float:
