@@ -9,6 +9,7 @@ figures are the difference of two snapshots taken at its start and its end.
 from __future__ import annotations
 
 import os
+from importlib import metadata
 import platform
 import re
 import subprocess
@@ -142,11 +143,9 @@ def environment(root: Path) -> dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = []
-    try:
-        import locust
-
-        locust_version = locust.__version__
-    except ImportError:
+    try:  # not `import locust`: that monkey-patches this process for gevent
+        locust_version = metadata.version("locust")
+    except metadata.PackageNotFoundError:
         locust_version = "not installed"
     return {
         "cpu_model": cpu_model(),

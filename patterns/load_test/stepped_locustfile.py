@@ -3,7 +3,7 @@
 `SteppedLoad` holds each step's users for its seconds (MLSP_LOADTEST_STEPS, e.g.
 10:20,50:20,100:20), snapshots every endpoint's counts at each step's end, and stops the run
 after the last step, or early when the SLO (MLSP_LOADTEST_SLO) has been breached for its
-`abort_after` seconds on a sliding window of the last WINDOW seconds. When the run stops it
+`abort_after` seconds on a sliding window of the last WINDOW seconds. When locust quits it
 writes MLSP_LOADTEST_OUT/raw.json: the figures of each step and of the whole run (read by
 patterns/load_test/run.py, which adds the machine and the SLO verdict).
 """
@@ -61,7 +61,7 @@ class SteppedLoad(LoadTestShape):
         self.breach_since: float | None = None
         self.aborted: str | None = None
         self.written = False
-        events.test_stop.add_listener(lambda **_: self.write())  # type: ignore[no-untyped-call]
+        events.quit.add_listener(lambda **_: self.write())  # type: ignore[no-untyped-call]
 
     def run_time(self) -> float:
         return time.perf_counter() - float(self.start_time)
