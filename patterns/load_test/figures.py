@@ -9,12 +9,12 @@ figures are the difference of two snapshots taken at its start and its end.
 from __future__ import annotations
 
 import os
-from importlib import metadata
 import platform
 import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
