@@ -8,7 +8,6 @@ the summary as one JSON log line (`"event": "summary"`), and exits as `run` does
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,24 @@ from patterns.load_test.run import (
 )
 from patterns.load_test.slo import SloError
 from patterns.load_test.slo import load as load_slo
+from serving.settings import MlspSettings
+
+
+class LoadTestJobSettings(MlspSettings):
+    """The load test Job's knobs (manifests/patterns/load_test/job.yaml sets them)."""
+
+    target_url: str = "http://web-single:8000"
+    """Base URL the load test loads; its /readyz is awaited first."""
+    locustfile: Path = Path("patterns/web_single/locustfile.py")
+    """The locustfile run (on Kubernetes: from the ConfigMap load-test-locust)."""
+    slo_file: str = ""
+    """SLO file the run is judged by (exit 1 on a breach); empty: no gate."""
+    steps: str = DEFAULT_STEPS
+    """USERS:SECONDS per step, comma-separated (the book's 10 -> 50 -> 100 users)."""
+    results_dir: Path = Path("load-test-results")
+    """Folder for locust's CSV files, its HTML report and summary.json."""
+    ready_timeout_seconds: float = 120.0
+    """How long to wait for the target's /readyz before giving up (exit 3)."""
 
 
 def log(event: str, **fields: object) -> None:
@@ -32,21 +49,19 @@ def log(event: str, **fields: object) -> None:
 
 
 def main() -> int:
-    host = os.environ.get("MLSP_TARGET_URL", "http://web-single:8000")
-    locustfile = Path(os.environ.get("MLSP_LOCUSTFILE", "patterns/web_single/locustfile.py"))
-    slo_file = os.environ.get("MLSP_SLO_FILE", "")
-    out = Path(os.environ.get("MLSP_RESULTS_DIR", "load-test-results"))
     try:
-        steps = parse_steps(os.environ.get("MLSP_STEPS", DEFAULT_STEPS))
-        slo = load_slo(Path(slo_file)) if slo_file else None
-    except (SloError, ValueError) as exc:
+        cfg = LoadTestJobSettings()
+        steps = parse_steps(cfg.steps)
+        slo_file = Path(cfg.slo_file) if cfg.slo_file else None
+        slo = load_slo(slo_file) if slo_file else None
+    except (SloError, ValueError) as exc:  # a pydantic ValidationError is a ValueError
         log("error", message=str(exc))
         return USAGE
     try:
-        wait_ready(host, float(os.environ.get("MLSP_READY_TIMEOUT_SECONDS", "120")))
-        log("start", host=host, steps=os.environ.get("MLSP_STEPS", DEFAULT_STEPS))
+        wait_ready(cfg.target_url, cfg.ready_timeout_seconds)
+        log("start", host=cfg.target_url, steps=cfg.steps)
         summary = run_locust(
-            locustfile, host, steps, out, Path(slo_file) if slo_file else None,
+            cfg.locustfile, cfg.target_url, steps, cfg.results_dir, slo_file,
             pattern="web_single", slo=slo,
         )  # fmt: skip
     except LoadTestError as exc:
