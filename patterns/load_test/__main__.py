@@ -166,7 +166,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                 slo=slo,
             )
 
-        print(f"capacity of {pattern.id} on {url}: {args.seconds} s probes, SLO {args.slo}")
+        shown = Path(args.slo).resolve()
+        shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+        print(f"capacity of {pattern.id} on {url}: {args.seconds} s probes, SLO {shown}")
         found = capacity_mod.search(
             probe,
             slo,

@@ -46,8 +46,8 @@ def walk(w: Walkthrough) -> None:
     w.sh(f"{RUN} report --slo {SLO} {OUT}/smoke", expect="SLO met")
     w.note("capacity: double the users until the SLO breaks, bisect, confirm twice")
     w.sh(
-        f"{RUN} capacity web_single --host {URL} --start 2 --max-users 8 --seconds 3 "
-        f"--out {OUT}/capacity",
+        f"{RUN} capacity web_single --host {URL} --slo {SLO} --start 2 --max-users 8 "
+        f"--seconds 3 --out {OUT}/capacity",
         expect="confirmed twice",
         timeout=240,
     )
@@ -82,4 +82,4 @@ def walk(w: Walkthrough) -> None:
         code=3,
     )
     w.sh("make start PATTERN=load_test PROCESS=api", expect="api")
-    w.until("make status PATTERN=load_test", "ready")
+    w.until("make status PATTERN=load_test", re.compile(r"8000 +ready"))
