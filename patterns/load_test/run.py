@@ -1,7 +1,7 @@
 """One headless locust run of stepped load, and its summary.
 
 `run_locust` starts `python -m locust` on a pattern's locustfile plus
-patterns/load_test/stepped_locustfile.py (the step shape), waits for it (bounded: the steps'
+patterns/load_test/shape/locustfile.py (the step shape), waits for it (bounded: the steps'
 time plus a margin), and writes into its folder: locust's CSV files (locust_stats.csv,
 locust_stats_history.csv, locust_failures.csv), locust's HTML report (report.html), its log
 (locust.log) and summary.json: per step and in all, per endpoint, RPS, p50/p90/p95/p99/p99.9,
@@ -27,7 +27,7 @@ from patterns.load_test.figures import Step, describe, environment, format_steps
 from patterns.load_test.slo import ALL, Slo
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS_FILE = Path(__file__).with_name("stepped_locustfile.py")
+STEPS_FILE = Path(__file__).parent / "shape" / "locustfile.py"
 MARGIN_SECONDS = 60
 """Locust may take this long beyond its steps (start, stop, reports) before it is killed."""
 
