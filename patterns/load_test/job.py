@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from patterns.load_test.figures import DEFAULT_STEPS, parse_steps
+from patterns.load_test.figures import DEFAULT_STEPS, describe, parse_steps
 from patterns.load_test.run import (
     BREACH,
     FAILED,
@@ -67,15 +67,20 @@ def main() -> int:
     except LoadTestError as exc:
         log("error", message=str(exc))
         return FAILED
-    print_summary(summary, out=sys.stderr)
+    print_summary(summary)
     passed = summary.get("slo", {}).get("passed", True)
+    # the last line, short enough for a log tail (kube/play.py reads the last 1500 bytes)
+    keys = ("requests", "failures", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms")
     log(
         "summary",
-        totals=summary["totals"],
-        steps=[{"users": s["users"], **s["figures"].get("*", {})} for s in summary["steps"]],
+        totals={k: summary["totals"].get(k) for k in keys},
+        steps=[
+            {"users": st["users"], **{k: st["figures"].get("*", {}).get(k) for k in keys[2:]}}
+            for st in summary["steps"]
+        ],
         aborted=summary["aborted"],
         slo=summary.get("slo"),
-        environment=summary["environment"],
+        machine=describe(summary["environment"]),
     )
     return OK if passed else BREACH
 

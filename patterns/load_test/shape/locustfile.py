@@ -21,7 +21,7 @@ from locust import LoadTestShape, events
 from locust.stats import RequestStats, StatsEntry
 
 from patterns.load_test import slo as slo_mod
-from patterns.load_test.figures import Counts, all_figures, parse_steps
+from patterns.load_test.figures import DEFAULT_STEPS, Counts, all_figures, parse_steps
 from patterns.load_test.slo import ALL
 
 WINDOW = 5.0
@@ -51,7 +51,7 @@ def minus(later: dict[str, Counts], earlier: dict[str, Counts]) -> dict[str, Cou
 class SteppedLoad(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.steps = parse_steps(os.environ.get("MLSP_LOADTEST_STEPS", "10:20,50:20,100:20"))
+        self.steps = parse_steps(os.environ.get("MLSP_LOADTEST_STEPS", DEFAULT_STEPS))
         self.out = Path(os.environ.get("MLSP_LOADTEST_OUT", "."))
         path = os.environ.get("MLSP_LOADTEST_SLO", "")
         self.slo = slo_mod.load(Path(path)) if path else None
