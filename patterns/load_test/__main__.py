@@ -190,9 +190,13 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
-    if found.users is None:
-        print("sustainable: none: the SLO breaks at the first probe" if not found.exhausted
-              else "sustainable: unknown: no level confirmed within the probes")  # fmt: skip
+    held = [a for a in found.attempts if a.ok]
+    if found.users is None and not found.exhausted:
+        print("sustainable: none: the SLO breaks at the first probe")
+    elif found.users is None:
+        best = max(held, key=lambda a: a.users, default=None)
+        once = f"; held once at most: {best.users} users, {best.rps:.0f} rps" if best else ""
+        print(f"sustainable: unknown: no level confirmed twice in {args.max_probes} probes{once}")
     else:
         more = f" (at least: {args.max_users} users held)" if found.capped else ""
         print(f"sustainable: {found.rps:.0f} rps with {found.users} users{more}, confirmed twice")
