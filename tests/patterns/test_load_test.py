@@ -235,7 +235,7 @@ def test_run_stops_early_on_a_sustained_breach(web: RunningPattern, tmp_path: Pa
     argv = ["run", "web_single", "--host", web.url("api"), "--steps", "2:40"]
     assert main([*argv, "--slo", str(IMPOSSIBLE), "--out", str(tmp_path)]) == BREACH
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["aborted"].startswith("SLO breached for 2 s: POST /predict: p50 < 0.001ms")
+    assert s["aborted"].startswith("SLO breached for 2 s: POST /predict: mean < 0.001ms")
     assert s["steps"][0]["seconds"] < 40 and s["slo"]["passed"] is False
 
 
