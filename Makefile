@@ -3,7 +3,9 @@ PATTERN ?= web_single
 PY := .venv/bin/python
 UV ?= uv
 SECONDS ?= 10
-USERS ?= 20
+USERS ?=
+STEPS ?=
+SLO ?=
 HOST ?=
 PORT ?= 8000
 ENV ?=
@@ -105,9 +107,9 @@ bench: ## web_single vs raw ASGI (wrk); async, batch, cache, fan-out, chain, bre
 	$(PY) -m bench.overload --seconds $(SECONDS)
 	$(PY) -m bench.monitoring
 
-loadtest: ## locust: make loadtest PATTERN=x [TARGET=k8s | HOST=http://...] [SECONDS=30]
+loadtest: ## locust: make loadtest PATTERN=x [STEPS=10:20,50:20,100:20 | USERS=n SECONDS=s] [SLO=f] [TARGET=k8s | HOST=url]
 	@$(if $(filter local,$(TARGET)),$(MAKE) --no-print-directory data/models/iris-svc/model.json)
-	$(PY) -m bench.loadtest $(PATTERN) --seconds $(SECONDS) --users $(USERS) $(if $(HOST),--host $(HOST)) $(if $(filter k8s,$(TARGET)),--kubernetes)
+	$(PY) -m patterns.load_test run $(PATTERN) $(if $(STEPS),--steps $(STEPS),$(if $(USERS),--steps $(USERS):$(SECONDS))) $(if $(SLO),--slo $(SLO)) $(if $(HOST),--host $(HOST)) $(if $(filter k8s,$(TARGET)),--kubernetes)
 
 build: ## container images: make build [PATTERN=x] (all images without PATTERN)
 	@$(MAKE) --no-print-directory data/models/iris-svc/model.json

@@ -7,6 +7,7 @@
     mlflow           docker/training.Dockerfile (mlflow)    registry server
     redis            docker/redis.Dockerfile             redis-server 7.0 (Debian), queues, caches
     postgres         docker/postgres.Dockerfile          PostgreSQL 15 (Debian), database patterns
+    loadtest         docker/loadtest.Dockerfile          headless locust, load_test's Job
     model-in-image   docker/model-in-image.Dockerfile    serving + one verified model version
                      (and model-in-image:<model>, batch:<model>: the same for other models/bases)
 
@@ -125,6 +126,12 @@ IMAGES = {
     "model-in-image": ImageSpec(
         "model-in-image", "docker/model-in-image.Dockerfile", "localhost/mlsp-model-in-image"
     ),
+    "loadtest": ImageSpec(
+        "loadtest",
+        "docker/loadtest.Dockerfile",
+        "localhost/mlsp-loadtest",
+        inputs=(*LOCK, "serving", "patterns", "bench/users.py"),
+    ),
 }
 MODEL_IMAGES = {
     # model_in_image's own image: `--model-uri` picks its model (default MODEL_URI)
@@ -186,6 +193,7 @@ PATTERN_IMAGES = {
         "batch:iris-svc",
         "model-in-image:iris-ocsvm",
     ),
+    "load_test": ("serving", "model-in-image", "loadtest"),
     "prediction_monitoring": (
         "serving",
         "batch",
