@@ -54,13 +54,15 @@ COPY patterns/ patterns/
 # could not cache it then): fast start without compiling all of site-packages. batch_inference
 # needs the postgres extra: without it (the serving image) its modules are not imported; the
 # drift modules and online_ab's statistics (its proxy runs on the monitor image) need the
-# monitoring extra (scipy) the same way.
+# monitoring extra (scipy) the same way. batch_training and pipeline_training's lineage run on
+# the training image (the training pipeline, scikit-learn, MLflow): not imported here.
 RUN /opt/venv/bin/python -c "import importlib, importlib.util, pkgutil, serving, patterns; \
 pg = importlib.util.find_spec('psycopg') is not None; \
 sp = importlib.util.find_spec('scipy') is not None; \
 [importlib.import_module(m.name) for p in (serving, patterns) \
  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
  if not m.name.endswith('locustfile') \
+ and not m.name.startswith(('patterns.batch_training.', 'patterns.pipeline_training.lineage')) \
  and (pg or not m.name.startswith('patterns.batch_inference.')) \
  and (sp or m.name not in ('serving.drift', 'patterns.prediction_monitoring.monitor', \
                              'patterns.online_ab.stats', 'patterns.online_ab.proxy'))]"

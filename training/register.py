@@ -109,6 +109,7 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
     export_dir = step_dirs["export"]
     card = read_json(export_dir / "model.json")
     version = _existing_version(client, spec.name, card["sha256"])
+    created = version is None
     if version is not None:
         log.info("register %s: sha256 already registered as version %s", spec.name, version)
     else:
@@ -146,8 +147,13 @@ def run(spec: ModelSpec, settings: TrainingSettings, step_dirs: dict[str, Path])
             client.set_terminated(run_id, status)
         log.info("register %s: version %s", spec.name, version)
     card["version"] = version
-    client.set_registered_model_alias(spec.name, CANDIDATE, version)
-    materialise(export_dir, card, settings.models_dir / spec.name)
+    try:
+        materialise(export_dir, card, settings.models_dir / spec.name)
+        client.set_registered_model_alias(spec.name, CANDIDATE, version)
+    except BaseException:
+        if created:  # a run that fails registers nothing, up to its last step
+            client.delete_model_version(spec.name, version)
+        raise
     return version
 
 

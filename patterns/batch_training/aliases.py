@@ -10,8 +10,10 @@ MLflow keeps only where an alias points now. Every move this pattern makes (a tr
 
 `rollback` points `@production` back at the champion before the current one: the version the
 current one replaced when it was promoted. Rolling back twice walks back twice (a rollback is
-not a promotion, so it is never the move that is undone). The move is recorded like any other,
-and the training runs go on: the next good challenger is promoted again.
+not a promotion, so it is never the move that is undone). It takes the training run lock
+(exit 75 while a run is going), and a run re-reads `@production` before it promotes, so the
+two never interleave. The move is recorded like any other, and the training runs go on: the
+next good challenger is promoted again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from typing import Any
 
 from patterns.batch_training.retrain import RetrainSettings
-from patterns.batch_training.store import moves, record_move, schema
+from patterns.batch_training.store import EX_TEMPFAIL, Locked, moves, record_move, run_lock, schema
 from serving.db import Db
 from training import register
 
@@ -102,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             return history(db, s, args.alias)
         if args.command == "runs":
             return runs(db, s, max(1, min(args.last, 1000)))
-        return rollback(db, s, args.reason)
+        try:
+            with run_lock(db):  # never in the middle of a training run's promotion
+                return rollback(db, s, args.reason)
+        except Locked as exc:
+            print(f"rollback: {exc}; try again when it is done")
+            return EX_TEMPFAIL
     finally:
         db.close()
 

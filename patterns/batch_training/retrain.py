@@ -61,6 +61,11 @@ HOLDOUT_PERCENT = 30  # the book's test_size 0.3, assigned per row id
 LIMITS = (0.0, 30.0)  # a plausible measurement in cm (iris: 0.1 .. 7.9)
 
 
+RULES_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+"""This module's checks, holdout and dataset rules: part of the data step's manifest (the
+pipeline's code sha covers training/ only), so a change to them retrains."""
+
+
 class RetrainSettings(DbSettings, TrainingSettings):
     """One scheduled training run of batch_training."""
 
@@ -101,6 +106,8 @@ def check(row: tuple[Any, ...]) -> str | None:
     for name, value in zip(FEATURES, values, strict=True):
         if value is None:
             return f"{name} is missing"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{name} {value!r} is not a number"
         if not math.isfinite(value) or not LIMITS[0] < value < LIMITS[1]:
             return f"{name} {value} is outside ({LIMITS[0]}, {LIMITS[1]})"
     if label not in CLASSES:
@@ -236,11 +243,15 @@ class Run:
         fresh = [f for f in fresh if f[0] not in known]
         if fresh:
             self.db.begin()
-            self.db.executemany(
-                "INSERT INTO quarantine (row_id, reason, run_id, at) VALUES (%s, %s, %s, %s)",
-                fresh,
-            )
-            self.db.commit()
+            try:
+                self.db.executemany(
+                    "INSERT INTO quarantine (row_id, reason, run_id, at) VALUES (%s, %s, %s, %s)",
+                    fresh,
+                )
+                self.db.commit()
+            except BaseException:
+                self.db.rollback()
+                raise
         self.out.quarantined = len(fresh)
         for row_id, reason, _, _ in fresh:
             log.warning("row quarantined", extra={"row_id": row_id, "reason": reason})
@@ -256,7 +267,7 @@ class Run:
             "data",
             dirs["data"],
             {},
-            {"data_hash": self.out.data_hash, "seed": s.seed},
+            {"data_hash": self.out.data_hash, "seed": s.seed, "rules": RULES_SHA},
             lambda tmp: write_dataset(tmp, rows, self.out.data_hash, s.seed),
         )
         run_step(
@@ -306,6 +317,9 @@ class Run:
                 f"challenger {o.challenger_score:.4f} < champion {o.champion_score:.4f} "
                 f"- tolerance {s.tolerance}"
             )
+        elif (now := _alias(client, s.model, register.PRODUCTION)) != o.champion_version:
+            # moved while this run trained (a rollback): the operator's move stands
+            o.reason = f"@production moved during the run (to version {now}): not promoted"
         else:
             register.promote(s.model, s, o.version)
             why = "first model" if o.champion_version is None else "challenger good enough"
@@ -317,6 +331,9 @@ class Run:
 
     def run(self) -> int:
         rows = self.snapshot()
+        if not rows:
+            self.out.status, self.out.reason = "skipped", "no labelled rows yet"
+            return 0
         if not self.first and self.out.new_rows < self.s.min_new_rows:
             self.out.status = "skipped"
             self.out.reason = (
@@ -324,6 +341,9 @@ class Run:
             )
             return 0
         good = self.quarantine(rows)
+        if not good:
+            self.out.status, self.out.reason = "skipped", "no row passes the checks"
+            return 0
         dirs = self.train(good)
         self.register_and_promote(dirs)
         return 0
@@ -356,8 +376,10 @@ def main() -> int:
             try:
                 code = run.run()
             except SystemExit as exc:  # a gate (evaluate, export parity) said no
+                db.rollback()
                 run.out.status, run.out.reason, code = "failed", str(exc.code), 1
             except Exception as exc:
+                db.rollback()  # a statement that failed leaves its transaction aborted
                 run.out.status, run.out.reason, code = "failed", f"{type(exc).__name__}: {exc}", 1
                 log.exception("training run failed")
             run.finish()

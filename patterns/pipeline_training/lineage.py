@@ -59,7 +59,7 @@ def trace(card: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool]]]:
             card["sha256"] == mv.tags.get("sha256") == tags.get("sha256"),
         ),
         ("served data hash == run data hash", card.get("data_hash") == tags.get("data_hash")),
-        ("served card names this run", card.get("mlflow_run_id") in (None, mv.run_id)),
+        ("served card names this run", card.get("mlflow_run_id") == mv.run_id),
     ]
     return lines, checks
 
