@@ -56,21 +56,23 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+OUTPUTS = (
+    "README.md",
+    "locustfile.py",
+    "test_smoke.py",
+    "overlay/config.env",
+    "overlay/deployment.yaml",
+    "overlay/kustomization.yaml",
+    "overlay/networkpolicy.yaml",
+    "overlay/pdb.yaml",
+    "overlay/service.yaml",
+    "overlay/serviceaccount.yaml",
+)
+"""Every name a render can write under its output folder; nothing else there is ever touched."""
+
+
 def _outputs(spec: ServiceSpec) -> list[str]:
-    names = [
-        "README.md",
-        "locustfile.py",
-        "test_smoke.py",
-        "overlay/config.env",
-        "overlay/deployment.yaml",
-        "overlay/kustomization.yaml",
-        "overlay/networkpolicy.yaml",
-        "overlay/service.yaml",
-        "overlay/serviceaccount.yaml",
-    ]
-    if spec.replicas > 1:
-        names.append("overlay/pdb.yaml")
-    return sorted(names)
+    return sorted(n for n in OUTPUTS if n != "overlay/pdb.yaml" or spec.replicas > 1)
 
 
 def render(spec_path: Path, out: Path) -> dict[str, str]:
@@ -112,9 +114,10 @@ def write(files: dict[str, str], out: Path, *, force: bool = False) -> list[Path
             f"{out} already holds {', '.join(p.relative_to(out).as_posix() for p in existing)}; "
             "pass --force to replace them"
         )
-    if force and out.is_dir():
-        for stale in sorted(out.rglob("*")):
-            if stale.is_file() and stale not in targets and _generated(stale):
+    if force:
+        # only names a render makes, and only if a render made them (the stamp)
+        for stale in (out / name for name in OUTPUTS):
+            if stale not in targets and stale.is_file() and _generated(stale):
                 stale.unlink()
     for path, text in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,15 @@ ServiceName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_
 """A DNS-1035 label: the Service, Deployment and ConfigMap names."""
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
 Value = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def line_breaker(text: str) -> str | None:
+    """The first character of `text` that could end a line (YAML takes U+0085, U+2028 and
+    U+2029 for line breaks) or is another control or format character; None if there is none."""
+    for char in text:
+        if unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
+            return char
+    return None
 
 
 class Strict(BaseModel):
@@ -84,7 +94,7 @@ class ServiceSpec(Strict):
 
     name: ServiceName
     """Service name: the Deployment, Service and ConfigMap are named after it."""
-    description: Annotated[str, Field(pattern=r"^[^\r\n]+$", max_length=200)]
+    description: Annotated[str, Field(min_length=1, max_length=200)]
     """One line (it is written into comments and the README)."""
     model: ModelSource
     input: InputSchema
@@ -99,8 +109,20 @@ class ServiceSpec(Strict):
     load_deadline_seconds: Annotated[int, Field(ge=10, le=600)] = 120
     resources: Resources = Resources()
 
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if (char := line_breaker(value)) is not None:
+            raise ValueError(f"one line of text: no control or line-break character ({char!r})")
+        return value
+
     @model_validator(mode="after")
     def _examples_fit(self) -> ServiceSpec:
+        if len(self.examples) > self.max_batch:
+            raise ValueError(
+                f"examples: {len(self.examples)} rows, more than max_batch ({self.max_batch}); "
+                "the smoke test sends them in one request"
+            )
         width = len(self.input.features)
         for i, row in enumerate(self.examples):
             if len(row) != width:
@@ -127,10 +149,17 @@ def load_spec(path: Path) -> ServiceSpec:
         raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
+    if (char := line_breaker(path.name)) is not None:
+        # the file name is written into the rendered files' comments
+        raise SpecError(
+            f"{str(path)!r}: the file name has a control or line-break character ({char!r})"
+        )
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes")
     try:
         data: Any = yaml.safe_load(raw)
+    except RecursionError as exc:
+        raise SpecError(f"{path}: not YAML: nested too deeply") from exc
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not YAML: {exc}") from exc
     if not isinstance(data, dict):

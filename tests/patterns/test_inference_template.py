@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kube import manifests
-from patterns.inference_template.render import render
+from patterns.inference_template.render import STAMP, render
 from patterns.inference_template.spec import TEMPLATE_VERSION, config_env, load_spec
 from patterns.runner import RunnerError, RunningPattern, start_pattern
 from serving import oip_conformance
@@ -96,6 +96,28 @@ def test_force_removes_what_the_spec_no_longer_makes_and_nothing_else(tmp_path: 
     assert "pdb.yaml" not in (out / "overlay" / "kustomization.yaml").read_text()
 
 
+def test_force_leaves_files_it_does_not_make_even_with_the_stamp(tmp_path: Path) -> None:
+    """`--out .` in the pattern's folder: its own sources name the stamp; --force keeps them."""
+    out = tmp_path / "svc"
+    stamped = f"# {STAMP.format(version=TEMPLATE_VERSION)}\n"
+    names = ("render.py", "README.md.j2", "examples/iris-rf/README.md", "overlay/extra.yaml")
+    for name in names:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(stamped)
+    assert new("--spec", SPEC, "--out", out, "--force").returncode == 0
+    for name in names:
+        assert (out / name).read_text() == stamped, name
+
+
+def test_a_one_row_batch_limit_renders_a_locustfile_without_batches(tmp_path: Path) -> None:
+    one = write_spec(tmp_path, max_batch=1, examples=[[5.1, 3.5, 1.4, 0.2]])
+    files = render(one, tmp_path / "svc")
+    assert "predict_batch" not in files["locustfile.py"]
+    compile(files["locustfile.py"], "locustfile.py", "exec")
+    two = write_spec(tmp_path, max_batch=3)
+    assert "random.randint(2, 3)" in render(two, tmp_path / "svc")["locustfile.py"]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -110,7 +132,11 @@ def test_force_removes_what_the_spec_no_longer_makes_and_nothing_else(tmp_path: 
         ({"resources__cpu_limit": "lots"}, "resources.cpu_limit: String should match pattern"),
         ({"gpu": True}, "gpu: Extra inputs are not permitted"),
         ({"name": "1st"}, "name: String should match pattern"),
-        ({"description": "two\nlines"}, "description: String should match pattern"),
+        ({"description": "two\nlines"}, "description: one line of text"),
+        ({"description": "a\u2028replicas: 9"}, "description: one line of text"),
+        ({"description": "a\u0085b"}, "description: one line of text"),
+        ({"description": "a\u2029b"}, "description: one line of text"),
+        ({"max_batch": 2}, "examples: 3 rows, more than max_batch (2)"),
         ({"examples": [[1.0, 2.0, float("nan"), 4.0]]}, "examples[0][2]: Input should be a finite"),
     ],
 )
@@ -126,10 +152,14 @@ def test_a_bad_spec_exits_2_naming_the_field(
 def test_unreadable_specs_exit_2(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "deep.yaml").write_text("[" * 20_000 + "]" * 20_000)
+    (tmp_path / "a\u2028b.yaml").write_text(SPEC.read_text())
     for spec, message in (
         (tmp_path / "missing.yaml", "cannot read"),
         (tmp_path / "list.yaml", "a spec is a mapping"),
         (tmp_path / "broken.yaml", "not YAML"),
+        (tmp_path / "deep.yaml", "nested too deeply"),
+        (tmp_path / "a\u2028b.yaml", "the file name has a control or line-break character"),
     ):
         done = new("--spec", spec, "--out", tmp_path / "svc")
         assert (done.returncode, message in done.stderr) == (2, True), done.stderr
