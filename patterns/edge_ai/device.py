@@ -76,11 +76,12 @@ class DeviceSettings(ServingSettings, ManifestKey):
         return self.size_budgets.get(name, self.default_size_budget)
 
 
-Status = Literal["updated", "up_to_date", "refused", "unreachable", "incomplete"]
+Status = Literal["updated", "up_to_date", "refused", "unreachable", "incomplete", "failed"]
 EXIT_CODES: dict[Status, int] = {
     "updated": 0,
     "up_to_date": 0,
     "refused": 1,
+    "failed": 1,  # device-sim only: the sync raised (logged); the active model is unchanged
     "unreachable": 75,  # EX_TEMPFAIL: try again later
     "incomplete": 75,
 }
@@ -157,16 +158,21 @@ def parse_manifest(content: bytes, key: bytes, name: str | None = None) -> Manif
         raise Refused(f"the manifest has {len(content)} bytes, over {MAX_MANIFEST_BYTES}")
     try:
         signed = json.loads(content)
-    except ValueError:
-        raise Refused("the manifest is not JSON") from None
+    except (ValueError, RecursionError):
+        raise Refused("the manifest is not JSON (or nested too deeply)") from None
     if not isinstance(signed, dict):
         raise Refused("the manifest is not a JSON object")
     try:
         document = verify(signed, key)
     except SignatureError as exc:
         raise Refused(f"manifest refused: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # NaN, a lone surrogate or deep nesting: JSON that has no canonical encoding to sign
+        raise Refused(f"manifest refused: it cannot be encoded canonically ({exc})") from None
     try:
         manifest = Manifest.model_validate(document)
+    except RecursionError:
+        raise Refused("manifest refused: nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

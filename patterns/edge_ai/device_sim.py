@@ -126,8 +126,21 @@ class Syncer:
             return None
         return f"last sync {last.status}: {last.detail}"
 
+    async def refresh(self) -> None:
+        """The pointer watch: load the active slot if it moved; an error is logged, not fatal."""
+        try:
+            await asyncio.to_thread(self.predictor.refresh)
+        except Exception:
+            log.exception("reading the active slot failed")
+
     async def sync_once(self) -> None:
-        result = await asyncio.to_thread(self.device.sync)
+        """One sync; whatever it raises is logged and recorded as a failed sync (/readyz warns)
+        so the loop goes on syncing and watching the pointer."""
+        try:
+            result = await asyncio.to_thread(self.device.sync)
+        except Exception as exc:
+            log.exception("sync failed")
+            result = SyncResult("failed", f"{type(exc).__name__}: {exc}", None)
         self.last, self.last_at = result, time.time()
         up = 0 if result.status == "unreachable" else 1
         metrics.DEPENDENCY_UP.labels(self.device.s.service, HUB).set(up)
@@ -135,7 +148,7 @@ class Syncer:
             result.status, logging.WARNING
         )
         log.log(level, "sync", extra=result.as_json())
-        await asyncio.to_thread(self.predictor.refresh)
+        await self.refresh()
         if self.predictor.model is None:
             self.predictor.why = (
                 f"no model installed yet: last sync {result.status}: {result.detail}"
@@ -155,7 +168,7 @@ class Syncer:
                     pause, attempt = interval, 0
                 next_sync = time.monotonic() + pause
             else:
-                await asyncio.to_thread(self.predictor.refresh)
+                await self.refresh()
             await asyncio.sleep(1.0)
 
 

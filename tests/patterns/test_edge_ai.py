@@ -11,6 +11,7 @@ digits test set.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -27,11 +28,14 @@ import numpy as np
 import pytest
 
 from patterns import runner
+from patterns.edge_ai.device import Device, DeviceSettings, Refused, SyncResult, parse_manifest
+from patterns.edge_ai.device_sim import SlotPredictor, Syncer
 from patterns.edge_ai.manifest import device_card, model_url
 from patterns.edge_ai.pattern import DEV_KEY
 from patterns.runner import RunningPattern, start_pattern
 from serving.model import read_card
 from serving.signing import sign
+from serving.state import ServiceState
 
 pytestmark = pytest.mark.slow
 
@@ -408,3 +412,39 @@ def test_the_device_answers_as_the_server_does_on_the_test_set(
         assert code == 0
         cli += answer["predictions"]
     assert cli == served
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"signature": "00", "size": NaN}', "cannot be encoded canonically"),
+        (b'{"signature": "00", "name": "\\ud800"}', "cannot be encoded canonically"),
+        (b'{"signature": "00", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),
+    ],
+)
+def test_a_manifest_without_a_canonical_encoding_is_refused(body: bytes, why: str) -> None:
+    """NaN, a lone surrogate, deep nesting: Refused (exit 1), never an exception that ends the
+    device-sim's sync loop."""
+    with pytest.raises(Refused, match=why):
+        parse_manifest(body, DEV_KEY.encode())
+
+
+def test_verify_of_such_a_manifest_file_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_bytes(b'{"signature": "00", "size": NaN}')
+    code, out = client(tmp_path / "device", "http://127.0.0.1:9", "verify", str(path))
+    assert (code, out["status"]) == (1, "refused"), out
+
+
+class BrokenDevice(Device):
+    def sync(self, *, force: bool = False, max_bytes: int | None = None) -> SyncResult:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_sync_that_raises_is_a_warning_and_the_loop_goes_on(tmp_path: Path) -> None:
+    settings = DeviceSettings(manifest_key=DEV_KEY, state_dir=tmp_path / "device")
+    device = BrokenDevice(settings)
+    syncer = Syncer(device, SlotPredictor(device), ServiceState(settings, needs_model=False))
+    asyncio.run(syncer.sync_once())  # no exception
+    assert syncer.last is not None and syncer.last.status == "failed"
+    assert syncer.warning() == "last sync failed: RecursionError: maximum recursion depth exceeded"
