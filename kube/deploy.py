@@ -471,21 +471,33 @@ def port_forward(pattern: str, port: int = 8000) -> Iterator[str]:
     """`kubectl port-forward` to the pattern's Service; yields the local base URL."""
     local = free_port()
     svc = service_name(manifests_pattern(pattern))
-    proc = subprocess.Popen(
-        ["kubectl", "-n", NS, "port-forward", f"svc/{svc}", f"{local}:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise DeployError(f"port-forward to svc/{svc} failed: {err}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{local}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    # stderr goes to a file: a pipe nobody reads would stall kubectl once full, and reading
+    # one while kubectl runs would block
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                ["kubectl", "-n", NS, "port-forward", f"svc/{svc}", f"{local}:{port}"],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        except OSError as exc:
+            raise DeployError(f"port-forward to svc/{svc}: cannot run kubectl: {exc}") from exc
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", local), 1),
+                ):
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.terminate()
+                    proc.wait(timeout=10)
+                    errors.seek(0)
+                    err = errors.read(4096).decode(errors="replace").strip()
+                    raise DeployError(f"port-forward to svc/{svc} failed: {err}")
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{local}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

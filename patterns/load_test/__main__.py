@@ -10,9 +10,10 @@ address; with --kubernetes a `kubectl port-forward` to the deployed pattern's Se
 Results go to bench-results/load_test/<pattern>-<time>/ (or --out), printed at the end.
 
 Exit codes: 0 done, SLO met (or none given); 1 SLO breached (or the run aborted on a
-sustained breach; capacity: not even the first probe held); 2 bad usage or a bad SLO file
-(the message names the field); 3 the load test could not be made (target not ready, locust
-failed or ran past its time).
+sustained breach; capacity: no level found, because not even the first probe held or
+--max-probes ran out before a level held twice); 2 bad usage or a bad SLO file (the message
+names the field); 3 the load test could not be made (target not ready, the port-forward
+failed, locust failed or ran past its time).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def target(pattern_id: str, host: str | None, kubernetes: bool) -> Iterator[str]
         yield host.rstrip("/")
         return
     if kubernetes:
-        from kube.deploy import port_forward
+        from kube.deploy import DeployError, port_forward
 
-        with port_forward(pattern_id) as url:
+        with contextlib.ExitStack() as stack:
+            try:
+                url = stack.enter_context(port_forward(pattern_id))
+            except (DeployError, OSError) as exc:
+                raise LoadTestError(f"--kubernetes: {exc}") from exc
             yield url
         return
     from patterns.runner import start_pattern

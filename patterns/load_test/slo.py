@@ -195,6 +195,8 @@ def load(path: Path) -> Slo:
         raise SloError(str(path), f"larger than {MAX_BYTES} bytes")
     try:
         doc = yaml.safe_load(data)
+    except RecursionError as exc:
+        raise SloError(str(path), "not YAML: nested too deeply") from exc
     except yaml.YAMLError as exc:
         raise SloError(str(path), f"not YAML: {exc}") from exc
     return parse(doc)

@@ -83,6 +83,36 @@ def test_report_with_a_bad_slo_file_exits_2_naming_the_field(
     assert main(["report", "--slo", str(tmp_path / "missing.yaml"), str(tmp_path)]) == USAGE
 
 
+def test_an_slo_file_nested_too_deeply_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 20_000 + "]" * 20_000)
+    (tmp_path / "summary.json").write_text(json.dumps({"totals": {}}))
+    assert main(["report", "--slo", str(deep), str(tmp_path)]) == USAGE
+    assert f"{deep}: not YAML: nested too deeply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kubectl", [None, "#!/bin/sh\necho 'error: no cluster here' >&2\nexit 1\n"]
+)
+def test_a_port_forward_that_cannot_start_exits_3(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kubectl: str | None,
+) -> None:
+    """--kubernetes without kubectl, or with a kubectl that fails: the run could not be made."""
+    if kubectl is not None:
+        (tmp_path / "kubectl").write_text(kubectl)
+        (tmp_path / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["run", "web_single", "--kubernetes", "--out", str(tmp_path / "out")]) == FAILED
+    err = capsys.readouterr().err
+    assert "--kubernetes: port-forward to svc/" in err
+    assert ("no cluster here" if kubectl else "cannot run kubectl") in err
+
+
 FAST = {"requests": 1000, "rps": 200.0, "p99_ms": 8.0, "p95_ms": 4.0, "error_rate": 0.0}
 
 
