@@ -160,12 +160,17 @@ class Player:
         self.client_source = CLIENT.read_text()
         self.hosts: dict[str, str] = {}
         """Service name -> fixed address of a StatefulSet pod, for the pods played after it."""
-        self.client_image = next(
+        # the smoke client runs in one of the overlay's own images that has httpx: a serving
+        # one, else the training image (batch_training runs nothing else)
+        images = [
             c["image"]
             for d in docs
             if d["kind"] in POD_OWNERS
             for _, c in containers(pod_spec(d)[1])
-            if re.search(r"/mlsp-(serving|model-in-image|batch)[-a-z0-9]*:", c["image"])
+        ]
+        self.client_image = next(
+            (i for i in images if re.search(r"/mlsp-(serving|model-in-image|batch)[-a-z0-9]*:", i)),
+            next(i for i in images if re.search(r"/mlsp-training[-a-z0-9]*:", i)),
         )
 
     def _write(self, name: str, docs: list[Doc]) -> Path:
