@@ -4,7 +4,8 @@
 
 Checks any OIP v2 server (ours, KServe, Triton, MLServer) against the protocol's REST schema:
 health, server and model metadata, model readiness, the infer request and response (shapes,
-datatypes, element counts, the `id` echoed, requested outputs, versioned routes), and the error
+datatypes and element counts, each output's matching the model's metadata and the rows sent,
+the `id` echoed, requested outputs, versioned routes), and the error
 contract: an unknown model, a malformed body and a bad tensor are a 4xx whose body is
 `{"error": "<string>"}` (more fields beside it are allowed). One line per check; exit 0 when
 every check passes, 1 when one fails, 2 when the server cannot be examined at all.
@@ -55,6 +56,8 @@ DATATYPES = {
     "BYTES",
 }
 """The protocol's tensor datatypes."""
+MAX_ELEMENTS = 1_000_000
+"""The most values the suite builds for one input tensor from the model's metadata."""
 
 
 class Failure(Exception):
@@ -97,6 +100,11 @@ class Probe:
         for tensor in self.metadata()["inputs"]:
             shape = [1 if d is None or d < 0 else int(d) for d in tensor["shape"]]
             n = math.prod(shape)
+            if n > MAX_ELEMENTS:
+                raise Failure(
+                    f"input {tensor['name']!r} of shape {tensor['shape']} holds {n} values, "
+                    f"more than the {MAX_ELEMENTS} this suite sends"
+                )
             fill = self.data or [_one(tensor["datatype"])]
             values = [fill[i % len(fill)] for i in range(n)]
             inputs.append(
@@ -206,7 +214,28 @@ def check_output(where: str, out: Any) -> None:
         raise Failure(f"{where}: {bad!r} is no {out['datatype']} value")
 
 
-def check_response(probe: Probe, resp: httpx.Response, request_id: str | None) -> dict[str, Any]:
+def check_declared(where: str, out: dict[str, Any], declared: dict[str, Any], rows: int) -> None:
+    """An output against the model's metadata: its datatype, its shape (-1: any size), and a
+    variable first dimension holding as many rows as were sent."""
+    if out["datatype"] != declared.get("datatype"):
+        raise Failure(
+            f"{where}.datatype is {out['datatype']}, the model's metadata says "
+            f"{declared.get('datatype')}"
+        )
+    shape, meta = out["shape"], declared.get("shape")
+    if (
+        not isinstance(meta, list)
+        or len(shape) != len(meta)
+        or any(m != -1 and d != m for d, m in zip(shape, meta, strict=True))
+    ):
+        raise Failure(f"{where}.shape {shape} does not fit the model's metadata {meta}")
+    if meta and meta[0] == -1 and shape[0] != rows:
+        raise Failure(f"{where}.shape {shape} has {shape[0]} rows, the request sent {rows}")
+
+
+def check_response(
+    probe: Probe, resp: httpx.Response, request_id: str | None, sent: dict[str, Any]
+) -> dict[str, Any]:
     expect_status(resp, 200, "infer")
     body = expect_object(resp)
     if body.get("model_name") != probe.model:
@@ -218,11 +247,14 @@ def check_response(probe: Probe, resp: httpx.Response, request_id: str | None) -
     outputs = body.get("outputs")
     if not isinstance(outputs, list) or not outputs:
         raise Failure(f"outputs is {outputs!r}, not a non-empty list")
-    declared = {t["name"] for t in probe.metadata()["outputs"]}
+    declared = {t["name"]: t for t in probe.metadata()["outputs"]}
+    sent_shape = sent["inputs"][0]["shape"]
+    rows = sent_shape[0] if sent_shape else 1
     for i, out in enumerate(outputs):
         check_output(f"outputs[{i}]", out)
         if out["name"] not in declared:
             raise Failure(f"outputs[{i}].name {out['name']!r} is not in the model's metadata")
+        check_declared(f"outputs[{i}]", out, declared[out["name"]], rows)
     return body
 
 
@@ -337,20 +369,23 @@ def _model_version_metadata(p: Probe) -> str:
     "shape and datatype",
 )
 def _infer(p: Probe) -> str:
-    body = check_response(p, p.post(p.infer_path(), p.request()), None)
+    request = p.request()
+    body = check_response(p, p.post(p.infer_path(), request), None, request)
     return ", ".join(f"{o['name']} {o['datatype']}{o['shape']}" for o in body["outputs"])
 
 
 @check("infer-id", "the request's id is echoed as the response's id")
 def _infer_id(p: Probe) -> None:
     rid = f"oip-conformance-{uuid.uuid4()}"
-    check_response(p, p.post(p.infer_path(), p.request(id=rid)), rid)
+    request = p.request(id=rid)
+    check_response(p, p.post(p.infer_path(), request), rid, request)
 
 
 @check("infer-requested-output", "outputs: [{name}] in the request returns that output only")
 def _infer_requested_output(p: Probe) -> str:
     wanted = str(p.metadata()["outputs"][-1]["name"])
-    body = check_response(p, p.post(p.infer_path(), p.request(outputs=[{"name": wanted}])), None)
+    request = p.request(outputs=[{"name": wanted}])
+    body = check_response(p, p.post(p.infer_path(), request), None, request)
     names = [o["name"] for o in body["outputs"]]
     if names != [wanted]:
         raise Failure(f"asked for [{wanted!r}], got {names}")
@@ -362,7 +397,8 @@ def _infer_version(p: Probe) -> str:
     version = p.version()
     if version is None:
         return "no versions listed: not applicable"
-    body = check_response(p, p.post(p.infer_path(version), p.request()), None)
+    request = p.request()
+    body = check_response(p, p.post(p.infer_path(version), request), None, request)
     if "model_version" in body and body["model_version"] != version:
         raise Failure(f"model_version is {body['model_version']!r}, asked for {version!r}")
     return f"version {version}"
@@ -424,9 +460,13 @@ def discover_model(client: httpx.Client) -> str:
         resp = client.post("/v2/repository/index", json={})
     except httpx.HTTPError as exc:
         raise Failure(f"cannot reach the server: {exc}") from exc
-    if resp.status_code != 200 or not isinstance(resp.json(), list) or not resp.json():
+    try:
+        index = resp.json() if resp.status_code == 200 else None
+    except ValueError:
+        index = None
+    if not isinstance(index, list) or not index:
         raise Failure("the server lists no models (no repository extension): pass --model")
-    models = [m for m in resp.json() if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    models = [m for m in index if isinstance(m, dict) and isinstance(m.get("name"), str)]
     ready = [m for m in models if m.get("state", "READY") == "READY"] or models
     if not ready:
         raise Failure("the repository index names no model: pass --model")
@@ -451,7 +491,14 @@ def run(
                 results.append(Result(chk, True, chk.run(probe)))
             except Failure as exc:
                 results.append(Result(chk, False, str(exc)))
-            except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            except (
+                httpx.HTTPError,
+                KeyError,
+                IndexError,
+                TypeError,
+                ValueError,
+                RecursionError,
+            ) as exc:
                 results.append(Result(chk, False, f"{type(exc).__name__}: {exc}"))
         return results
 
@@ -481,7 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = None
     if args.data is not None:
-        data = json.loads(args.data)
+        try:
+            data = json.loads(args.data)
+        except ValueError:
+            parser.error("--data must be a non-empty JSON list")
         if not isinstance(data, list) or not data:
             parser.error("--data must be a non-empty JSON list")
     try:

@@ -17,7 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-FAULTS = ("none", "error-body", "output-shape", "no-id-echo")
+FAULTS = (
+    "none",
+    "error-body",
+    "output-shape",
+    "no-id-echo",
+    "output-datatype",  # FP64 outputs, the metadata says FP32
+    "output-rows",  # one row more than was sent (its data fits its shape)
+    "no-outputs",  # the metadata lists no outputs; the repository index is not JSON
+)
 MODEL = "doubler"
 
 
@@ -66,7 +74,14 @@ class Server:
     async def model(self, request: Request) -> Response:
         if request.path_params["name"] != MODEL:
             return self.error("unknown model", 404)
+        if self.fault == "no-outputs":
+            return JSONResponse({**METADATA, "outputs": []})
         return JSONResponse(METADATA)
+
+    async def index(self, _: Request) -> Response:
+        if self.fault == "no-outputs":
+            return Response("models: doubler", media_type="text/plain")
+        return self.error("no repository extension", 404)
 
     async def model_ready(self, request: Request) -> Response:
         if request.path_params["name"] != MODEL:
@@ -81,7 +96,11 @@ class Server:
             return self.error(problem)
         shape, data = body["inputs"][0]["shape"], body["inputs"][0]["data"]
         out_shape = [shape[0], 3] if self.fault == "output-shape" else shape
-        out = {"name": "y", "datatype": "FP32", "shape": out_shape, "data": [2 * v for v in data]}
+        values = [2 * v for v in data]
+        if self.fault == "output-rows":
+            out_shape, values = [shape[0] + 1, shape[1]], [*values, 0.0, 0.0]
+        datatype = "FP64" if self.fault == "output-datatype" else "FP32"
+        out = {"name": "y", "datatype": datatype, "shape": out_shape, "data": values}
         answer: dict[str, Any] = {"model_name": MODEL, "model_version": "1", "outputs": [out]}
         if "id" in body and self.fault != "no-id-echo":
             answer["id"] = body["id"]
@@ -100,6 +119,7 @@ def make_app(fault: str) -> Starlette:
             Route("/v2/models/{name}/ready", s.model_ready),
             Route("/v2/models/{name}/infer", s.infer, methods=["POST"]),
             Route("/v2/models/{name}/versions/{v}/infer", s.infer, methods=["POST"]),
+            Route("/v2/repository/index", s.index, methods=["POST"]),
         ]
     )
 

@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from patterns.procs import answers, free_port
 from patterns.runner import RunningPattern, start_pattern
 from serving import oip_conformance
-from serving.oip_conformance import CHECKS, Check, run
+from serving.oip_conformance import CHECKS, Check, Failure, Probe, run
+from tests.serving.broken_oip import FAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +28,7 @@ def oip_servers() -> Iterator[dict[str, str]]:
     """One tests/serving/broken_oip.py process per fault: fault -> its base URL."""
     procs, urls = [], {}
     try:
-        for fault in ("none", "error-body", "output-shape", "no-id-echo"):
+        for fault in FAULTS:
             port = free_port()
             cmd = [sys.executable, "-m", "tests.serving.broken_oip", str(port), fault]
             procs.append(subprocess.Popen(cmd, cwd=ROOT))
@@ -76,6 +78,39 @@ def test_an_output_that_does_not_fit_its_shape_fails_the_infer_checks(
     assert not any(name.startswith(("error-", "server-", "model-")) for name in found)
 
 
+@pytest.mark.parametrize(
+    ("fault", "finding"),
+    [
+        ("output-datatype", "outputs[0].datatype is FP64, the model's metadata says FP32"),
+        ("output-rows", "outputs[0].shape [2, 2] has 2 rows, the request sent 1"),
+    ],
+)
+def test_an_output_that_is_not_the_metadatas_fails_the_infer_checks(
+    oip_servers: dict[str, str], fault: str, finding: str
+) -> None:
+    found = failed(oip_servers[fault])
+    assert set(found) == {"infer", "infer-id", "infer-requested-output", "infer-version"}
+    assert found["infer"] == finding
+
+
+def test_metadata_without_outputs_is_a_fail_line_not_a_crash(
+    oip_servers: dict[str, str],
+) -> None:
+    done = cli(oip_servers["no-outputs"], "--model", "doubler")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL  model-metadata" in done.stdout
+    assert "FAIL  infer-requested-output" in done.stdout and "IndexError" in done.stdout
+    done = cli(oip_servers["no-outputs"])  # the repository index is not JSON
+    assert done.returncode == 2 and "pass --model" in done.stderr, done.stderr
+
+
+def test_an_input_too_large_to_build_is_a_finding() -> None:
+    meta = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2000, 1000]}]}
+    probe = Probe(httpx.Client(), "m", _metadata=meta)
+    with pytest.raises(Failure, match="holds 2000000 values, more than the 1000000"):
+        probe.request()
+
+
 def test_an_id_not_echoed_fails_infer_id_only(oip_servers: dict[str, str]) -> None:
     found = failed(oip_servers["no-id-echo"])
     assert list(found) == ["infer-id"]
@@ -93,6 +128,7 @@ def test_data_fills_the_input(oip_servers: dict[str, str]) -> None:
     done = cli(oip_servers["none"], "--model", "doubler", "--data", "[2.5]")
     assert done.returncode == 0, done.stdout
     assert cli(oip_servers["none"], "--model", "doubler", "--data", "{}").returncode == 2
+    assert cli(oip_servers["none"], "--model", "doubler", "--data", "[1,").returncode == 2
 
 
 @pytest.fixture(scope="module")
