@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from patterns.edge_ai.device import (
     EXIT_CODES,
+    MAX_MANIFEST_BYTES,
     Device,
     DeviceSettings,
     Refused,
@@ -37,12 +38,35 @@ from serving.model import ModelError
 MAX_ROWS_BYTES = 1 << 20
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of bytes")
+    return value
+
+
+def read_at_most(path: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of the file (so a caller sees it is over); OSError if it
+    cannot be read."""
+    with path.open("rb") as fh:
+        return fh.read(limit + 1)
+
+
 def out(payload: dict[str, Any], code: int) -> int:
     sys.stdout.write(encode(payload).decode() + "\n")
     return code
 
 
 def predict(device: Device, rows_file: str) -> int:
+    body = b""
+    if rows_file != "-":  # a bad file is bad usage (2), whatever the device holds
+        try:
+            body = read_at_most(Path(rows_file), MAX_ROWS_BYTES)
+        except OSError as exc:
+            return out({"error": f"--rows {rows_file}: cannot read: {exc.strerror}"}, 2)
     active = device.active()
     if active is None:
         return out({"error": "no model installed: run `sync` first"}, 1)
@@ -52,9 +76,6 @@ def predict(device: Device, rows_file: str) -> int:
         return out({"error": f"the active model fails: {exc}"}, 1)
     if rows_file == "-":
         body = sys.stdin.buffer.read(MAX_ROWS_BYTES + 1)
-    else:
-        with Path(rows_file).open("rb") as fh:
-            body = fh.read(MAX_ROWS_BYTES + 1)
     if len(body) > MAX_ROWS_BYTES:
         return out({"error": f"the rows are over {MAX_ROWS_BYTES} bytes"}, 2)
     try:
@@ -66,7 +87,11 @@ def predict(device: Device, rows_file: str) -> int:
 
 def verify_file(device: Device, path: Path) -> int:
     try:
-        manifest = parse_manifest(path.read_bytes(), device.key)
+        content = read_at_most(path, MAX_MANIFEST_BYTES)
+    except OSError as exc:
+        return out({"error": f"{path}: cannot read: {exc.strerror}"}, 2)
+    try:
+        manifest = parse_manifest(content, device.key)
     except Refused as exc:
         return out({"status": "refused", "detail": str(exc)}, 1)
     return out({"status": "verified", "name": manifest.name, "version": manifest.version}, 0)
@@ -85,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     sync = sub.add_parser("sync", help="install the hub's version, if it verifies")
     sync.add_argument("--force", action="store_true", help="allow a downgrade or a blocked one")
     sync.add_argument(
-        "--max-bytes", type=int, help="fetch at most this many bytes now (a metered link)"
+        "--max-bytes",
+        type=positive_int,
+        help="fetch at most this many bytes now (a metered link)",
     )
     pred = sub.add_parser("predict", help="run the active model on rows")
     pred.add_argument("--rows", default="-", help='a file of {"instances": [...]}; - is stdin')

@@ -16,6 +16,7 @@ Manifest: manifests/patterns/edge_ai/.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from patterns.edge_ai.manifest import MODEL_NAME, ManifestKey, device_card, mode
 from serving.app import create_app
 from serving.errors import NotFound, Unavailable
 from serving.inference import json_response
-from serving.model import ModelError, ModelMissing, read_card, sha256_file
+from serving.model import ModelError, ModelMissing, read_card
 from serving.server import serve_pattern
 from serving.settings import ServingSettings
 from serving.signing import sign
@@ -55,6 +56,16 @@ class Published:
     """mtime and size of model.json and model.onnx when it was checked."""
     manifest: dict[str, Any]
     onnx: Path
+
+
+def read_digest(path: Path) -> tuple[str, int]:
+    """The file's sha256 and its size, counted in the same pass (what is signed together)."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 class Hub:
@@ -83,11 +94,17 @@ class Hub:
             return cached
         try:
             card = read_card(folder)
-            actual = sha256_file(onnx)
+            actual, size = read_digest(onnx)
+            after = onnx.stat()
         except ModelMissing:
             raise NotFound(f"no model {name!r} on this hub", field="name") from None
-        except ModelError as exc:
+        except (ModelError, OSError) as exc:
             raise Unavailable(f"model {name!r} cannot be published: {exc}") from exc
+        if size != b.st_size or (after.st_mtime_ns, after.st_size) != key[2:]:
+            raise Unavailable(
+                f"model {name!r} cannot be published: model.onnx changed while it was checked",
+                reason="unverified_artifact",
+            )
         if actual != card.sha256 or card.name != name:
             raise Unavailable(
                 f"model {name!r} cannot be published: its file does not match its card",
@@ -97,7 +114,7 @@ class Hub:
             "name": name,
             "version": card.version,
             "sha256": card.sha256,
-            "size": b.st_size,
+            "size": size,
             "url": model_url(name, card.version),
             "card": device_card(card),
         }

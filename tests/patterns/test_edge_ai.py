@@ -28,13 +28,22 @@ import numpy as np
 import pytest
 
 from patterns import runner
-from patterns.edge_ai.device import Device, DeviceSettings, Refused, SyncResult, parse_manifest
+from patterns.edge_ai import hub as hub_mod
+from patterns.edge_ai.device import (
+    MAX_MANIFEST_BYTES,
+    Device,
+    DeviceSettings,
+    Refused,
+    SyncResult,
+    parse_manifest,
+)
 from patterns.edge_ai.device_sim import SlotPredictor, Syncer
 from patterns.edge_ai.manifest import device_card, model_url
 from patterns.edge_ai.pattern import DEV_KEY
 from patterns.runner import RunningPattern, start_pattern
+from serving.errors import Unavailable
 from serving.model import read_card
-from serving.signing import sign
+from serving.signing import sign, verify
 from serving.state import ServiceState
 
 pytestmark = pytest.mark.slow
@@ -448,3 +457,51 @@ def test_a_sync_that_raises_is_a_warning_and_the_loop_goes_on(tmp_path: Path) ->
     asyncio.run(syncer.sync_once())  # no exception
     assert syncer.last is not None and syncer.last.status == "failed"
     assert syncer.warning() == "last sync failed: RecursionError: maximum recursion depth exceeded"
+
+
+def test_the_hub_signs_the_size_it_hashed_and_refuses_a_file_changing_meanwhile(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model.onnx still being written when the hub stats it, finished while it hashes: 503,
+    never a manifest whose size is the partial file's; once still, the whole size is signed."""
+    root = tmp_path / "hub"
+    folder = publish(root, data_dir, "1")
+    onnx = folder / "model.onnx"
+    whole = onnx.read_bytes()
+    onnx.write_bytes(whole[: len(whole) // 2])
+    real = hub_mod.read_digest
+
+    def finished_meanwhile(path: Path) -> tuple[str, int]:
+        if onnx.stat().st_size != len(whole):  # the writer finishes once
+            onnx.write_bytes(whole)
+        return real(path)
+
+    monkeypatch.setattr(hub_mod, "read_digest", finished_meanwhile)
+    hub = hub_mod.Hub(hub_mod.HubSettings(manifest_key=DEV_KEY, models_dir=root))
+    with pytest.raises(Unavailable, match="changed while it was checked"):
+        hub.get(MODEL)
+    manifest = hub.get(MODEL).manifest
+    assert manifest["size"] == len(whole)
+    assert verify(manifest, DEV_KEY.encode())["size"] == len(whole)
+
+
+def test_client_usage_mistakes_exit_2_saying_what(tmp_path: Path) -> None:
+    state, hub = tmp_path / "device", "http://127.0.0.1:9"
+    for bad in ("0", "-5", "lots"):
+        done = subprocess.run(
+            [sys.executable, "-m", "patterns.edge_ai.client", "sync", "--max-bytes", bad],
+            env={**os.environ, "MLSP_MANIFEST_KEY": DEV_KEY},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and "--max-bytes" in done.stderr, done.stderr
+    missing = tmp_path / "missing.json"
+    code, out = client(state, hub, "predict", "--rows", str(missing))
+    assert code == 2 and out["error"] == f"--rows {missing}: cannot read: No such file or directory"
+    code, out = client(state, hub, "verify", str(missing))
+    assert code == 2 and out["error"] == f"{missing}: cannot read: No such file or directory"
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b" " * (MAX_MANIFEST_BYTES + 1))
+    code, out = client(state, hub, "verify", str(huge))
+    assert (code, out["status"]) == (1, "refused") and "over" in out["detail"]
