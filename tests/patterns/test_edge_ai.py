@@ -489,7 +489,10 @@ def test_client_usage_mistakes_exit_2_saying_what(tmp_path: Path) -> None:
     state, hub = tmp_path / "device", "http://127.0.0.1:9"
     for bad in ("0", "-5", "lots"):
         done = subprocess.run(
-            [sys.executable, "-m", "patterns.edge_ai.client", "sync", "--max-bytes", bad],
+            [
+                *(sys.executable, "-m", "patterns.edge_ai.client"),
+                *("--state", str(state), "--hub", hub, "sync", "--max-bytes", bad),
+            ],
             env={**os.environ, "MLSP_MANIFEST_KEY": DEV_KEY},
             capture_output=True,
             text=True,
