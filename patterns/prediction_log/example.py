@@ -114,9 +114,10 @@ def walk(w: Walkthrough) -> None:
     w.note("the restarted writer takes them over (XAUTOCLAIM after 2 s idle) and stores them")
     w.until(COUNT, "[(51, 51)]", within=40)
     w.until(PENDING, re.compile(r"\A0$", re.M))
-    w.sh(
+    # the restarted writer may store the rows before its metrics port answers: ask until it does
+    w.until(
         f"curl -s {WRITER}/metrics | grep -E '^mlsp_predlog_rows_written_total'",
-        expect='mlsp_predlog_rows_written_total{sink="table"} 50.0',
+        'mlsp_predlog_rows_written_total{sink="table"} 50.0',
     )
     w.note("a malformed entry: dead-lettered with its reason, the stream keeps moving")
     w.sh(f"{REDIS} xadd mlsp:prediction_log:entries '*' row 'not json' > /dev/null")
