@@ -168,9 +168,10 @@ class Player:
             if d["kind"] in POD_OWNERS
             for _, c in containers(pod_spec(d)[1])
         ]
+        preferred = r"/mlsp-(serving|model-in-image|batch)[-a-z0-9]*:"
         self.client_image = next(
-            (i for i in images if re.search(r"/mlsp-(serving|model-in-image|batch)[-a-z0-9]*:", i)),
-            next(i for i in images if re.search(r"/mlsp-training[-a-z0-9]*:", i)),
+            (i for i in images if re.search(preferred, i)),
+            next((i for i in images if re.search(r"/mlsp-training[-a-z0-9]*:", i)), ""),
         )
 
     def _write(self, name: str, docs: list[Doc]) -> Path:
