@@ -530,6 +530,16 @@ def _ask(player: Player, request: Request, retries: int) -> tuple[bool, str]:
     return ok, raw
 
 
+def _judged(call: Call, raw: str) -> tuple[bool, str, Any]:
+    """The judge's verdict on the client's last output line, and that line parsed."""
+    try:
+        out = json.loads(raw.splitlines()[-1])
+        good, detail = call.judge(out)
+    except (ValueError, IndexError, AttributeError, TypeError, KeyError) as exc:
+        return False, f"unexpected answer ({exc!r})", None
+    return good, detail, out
+
+
 def smoke_call(player: Player, pattern: Pattern, call: Call, result: Checks) -> None:
     """Make one declared request through the running pattern and judge its answer."""
     try:
@@ -537,15 +547,17 @@ def smoke_call(player: Player, pattern: Pattern, call: Call, result: Checks) -> 
     except LookupError as exc:
         result.add(call.what, False, f"the declared call does not fit the overlay: {exc}")
         return
-    ok, raw = _ask(player, request, call.retries)
-    if not ok:
-        result.add(request.what, False, " | ".join(filter(None, (raw, _reach_stateful(player)))))
-        return
-    try:
-        out = json.loads(raw.splitlines()[-1])
-        good, detail = call.judge(out)
-    except (ValueError, IndexError, AttributeError, TypeError, KeyError) as exc:
-        good, detail = False, f"unexpected answer ({exc!r})"
+    for attempt in range(call.retries + 1 if call.until_judged else 1):
+        if attempt:
+            time.sleep(5)
+        ok, raw = _ask(player, request, call.retries)
+        if not ok:
+            detail = " | ".join(filter(None, (raw, _reach_stateful(player))))
+            result.add(request.what, False, detail)
+            return
+        good, detail, out = _judged(call, raw)
+        if good:
+            break
     result.add(request.what, good, detail if good else f"{detail}; {raw[-600:]}")
     if good and call.durable:
         ticket = out.get("ticket") if isinstance(out, dict) else None

@@ -81,6 +81,9 @@ class Call:
     """The Service called; default: the entry Service, named after the pattern (`-` for `_`)."""
     retries: int = 0
     """Times to ask again, 5 s apart, while the answer is 503 (the Service says: come back)."""
+    until_judged: bool = False
+    """Also ask again (the same `retries` times, 5 s apart) while the judge says no: what the
+    call reads is written off the request path (shadow_ab's pairs, batched into a table)."""
     durable: bool = False
     """The answer is a finished job (`ticket.status_url`): then the pattern's StatefulSet
     (Redis) is killed with SIGKILL and restarted, and the job must still be done."""

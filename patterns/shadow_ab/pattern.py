@@ -72,6 +72,7 @@ PATTERN = Pattern(
                 reported,
                 "GET {service}/shadow/report: the pair is in the table",
                 retries=6,
+                until_judged=True,  # the proxy writes its pairs in batches, off the request path
             ),
         )
     ),
