@@ -32,6 +32,41 @@ def run_data(dataset: str, settings: TrainingSettings, out: Path) -> None:
     )
 
 
+def model_steps(
+    spec: ModelSpec, settings: TrainingSettings, dirs: dict[str, Path], *, until: str = "export"
+) -> None:
+    """The steps after `data` (train, evaluate, export) on the data step's folder in
+    `dirs["data"]`, up to and including `until`: what a pipeline reading another source of
+    data (batch_training's database snapshot) shares with this one."""
+    run_step(
+        "train",
+        dirs["train"],
+        {"data": dirs["data"]},
+        {"model": spec.name, "seed": settings.seed, **spec.params},
+        lambda tmp: train.run(tmp, spec, dirs["data"], seed=settings.seed),
+    )
+    if until == "train":
+        return
+    run_step(
+        "evaluate",
+        dirs["evaluate"],
+        {"data": dirs["data"], "train": dirs["train"]},
+        {"model": spec.name, "min_accuracy": settings.min_accuracy},
+        lambda tmp: evaluate.run(
+            tmp, spec, dirs["data"], dirs["train"], min_accuracy=settings.min_accuracy
+        ),
+    )
+    if until == "evaluate":
+        return
+    run_step(
+        "export",
+        dirs["export"],
+        {"data": dirs["data"], "train": dirs["train"], "evaluate": dirs["evaluate"]},
+        {"model": spec.name},
+        lambda tmp: export.run(tmp, spec, dirs["data"], dirs["train"], dirs["evaluate"]),
+    )
+
+
 def run_model(
     spec: ModelSpec,
     settings: TrainingSettings,
@@ -43,33 +78,7 @@ def run_model(
     run_data(spec.dataset, settings, dirs["data"])
     if until == "data":
         return None
-    run_step(
-        "train",
-        dirs["train"],
-        {"data": dirs["data"]},
-        {"model": spec.name, "seed": settings.seed, **spec.params},
-        lambda tmp: train.run(tmp, spec, dirs["data"], seed=settings.seed),
-    )
-    if until == "train":
-        return None
-    run_step(
-        "evaluate",
-        dirs["evaluate"],
-        {"data": dirs["data"], "train": dirs["train"]},
-        {"model": spec.name, "min_accuracy": settings.min_accuracy},
-        lambda tmp: evaluate.run(
-            tmp, spec, dirs["data"], dirs["train"], min_accuracy=settings.min_accuracy
-        ),
-    )
-    if until == "evaluate":
-        return None
-    run_step(
-        "export",
-        dirs["export"],
-        {"data": dirs["data"], "train": dirs["train"], "evaluate": dirs["evaluate"]},
-        {"model": spec.name},
-        lambda tmp: export.run(tmp, spec, dirs["data"], dirs["train"], dirs["evaluate"]),
-    )
-    if until == "export":
+    model_steps(spec, settings, dirs, until=until if until != "register" else "export")
+    if until != "register":
         return None
     return register.run(spec, settings, dirs)

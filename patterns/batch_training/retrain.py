@@ -49,9 +49,10 @@ from patterns.batch_training.store import (
 )
 from serving.db import Db, DbSettings
 from serving.model import OnnxModel
-from training import evaluate, export, register, train
+from training import register
 from training.catalog import ModelSpec, get_spec
 from training.data import reference_stats
+from training.pipeline import model_steps
 from training.settings import TrainingSettings
 from training.steps import run_step, write_json
 
@@ -270,29 +271,7 @@ class Run:
             {"data_hash": self.out.data_hash, "seed": s.seed, "rules": RULES_SHA},
             lambda tmp: write_dataset(tmp, rows, self.out.data_hash, s.seed),
         )
-        run_step(
-            "train",
-            dirs["train"],
-            {"data": dirs["data"]},
-            {"model": spec.name, "seed": s.seed, **spec.params},
-            lambda tmp: train.run(tmp, spec, dirs["data"], seed=s.seed),
-        )
-        run_step(
-            "evaluate",
-            dirs["evaluate"],
-            {"data": dirs["data"], "train": dirs["train"]},
-            {"model": spec.name, "min_accuracy": s.min_accuracy},
-            lambda tmp: evaluate.run(
-                tmp, spec, dirs["data"], dirs["train"], min_accuracy=s.min_accuracy
-            ),
-        )
-        run_step(
-            "export",
-            dirs["export"],
-            {k: dirs[k] for k in ("data", "train", "evaluate")},
-            {"model": spec.name},
-            lambda tmp: export.run(tmp, spec, dirs["data"], dirs["train"], dirs["evaluate"]),
-        )
+        model_steps(spec, s, dirs)
         return dirs
 
     def register_and_promote(self, dirs: dict[str, Path]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from pydantic import Field, ValidationError
 
 from patterns.edge_ai.manifest import Manifest, ManifestKey
 from serving import preprocessing
-from serving.model import ModelError, OnnxModel, read_card
+from serving.model import ModelError, OnnxModel, read_card, sha256_file
 from serving.settings import ServingSettings
 from serving.signing import SignatureError, verify
 from serving.upstream import ServiceUrl
@@ -128,14 +127,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_checked(folder: Path) -> OnnxModel:
@@ -384,7 +375,7 @@ class Device:
     def install(self, manifest: Manifest, part: Path) -> str:
         """Verify the bytes, stage and self-test them, then take the inactive slot and flip the
         pointer to it. Returns the new active slot."""
-        actual = sha256_path(part)
+        actual = sha256_file(part)
         if actual != manifest.sha256:
             part.unlink()
             raise Refused(
